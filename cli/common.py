@@ -1,0 +1,68 @@
+"""Pieces every command shares: the console, user-error handling and process set-up."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from flowjepa.errors import InvalidInputError, TrainingDivergedError
+
+console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERROR_EXIT_CODE = 2
+
+
+def user_errors(command: F) -> F:
+    """Turn bad-input errors of a command into one red line and exit code 2, without a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InvalidInputError as error:
+            console.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(USER_ERROR_EXIT_CODE) from None
+        except TrainingDivergedError as error:
+            console.print(f"[bold red]training stopped:[/] {error}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def tune_allocator() -> None:
+    """Keep glibc from returning large activation buffers to the OS after every step.
+
+    Activations of a 64 px flow exceed glibc's mmap threshold, so each one was
+    a fresh mmap; turning mmap off for malloc and raising the trim threshold
+    doubled CPU training throughput on a 2-core machine (measured with a
+    coupling flow at batch 32). Harmless where glibc is absent.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_max = -1, -4
+    libc.mallopt(m_mmap_max, 0)
+    libc.mallopt(m_trim_threshold, 2**31 - 1)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Send library logs through rich to stderr."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+        force=True,
+    )
