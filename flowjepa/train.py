@@ -170,6 +170,7 @@ StepCallback = Callable[[int, dict[str, float]], None]
 class _Distributed:
     rank: int = 0
     world: int = 1
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -181,9 +182,10 @@ def _init_distributed(device: torch.device) -> _Distributed:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return _Distributed()
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return _Distributed(rank=dist.get_rank(), world=dist.get_world_size())
+    return _Distributed(rank=dist.get_rank(), world=dist.get_world_size(), owns_group=owned)
 
 
 def _learning_rate_factor(step: int, warmup: int, total: int) -> float:
@@ -343,6 +345,8 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
         logger.info("saved the model to %s", model_dir)
     if parallel.world > 1:
         dist.barrier()
+    if parallel.owns_group:
+        dist.destroy_process_group()
     return model_dir
 
 
@@ -408,6 +412,12 @@ def _train_step(
     optimizer.step()
     scheduler.step()
 
+    if parallel.world > 1:
+        # Report the mean over ranks, i.e. the metric of the global batch.
+        names = sorted(metrics)
+        values = torch.stack([metrics[name].float() for name in names])
+        dist.all_reduce(values)
+        metrics = dict(zip(names, values / parallel.world))
     result = {key: float(value) for key, value in metrics.items()}
     result["train/grad_norm"] = float(grad_norm)
     result["train/lr"] = scheduler.get_last_lr()[0]
