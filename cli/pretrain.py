@@ -18,7 +18,7 @@ FIELD_DOCS = 'Fields of --config use the option names with underscores, for exam
 
 @user_errors
 def pretrain_command(
-    data: str | None = typer.Option(None, help="Data source: frames, folder or imagenette. [default: frames]"),
+    data: str | None = typer.Option(None, help="Data source: frames, folder or imagenette. \\[default: frames]"),
     data_root: Path | None = typer.Option(
         None, help="Data folder. Without it, --data frames renders cartpole frames into OUT/frames first."
     ),
@@ -26,27 +26,30 @@ def pretrain_command(
         None, "--download/--no-download", help="Download Imagenette into --data-root (needs internet)."
     ),
     env: str | None = typer.Option(None, help="Environment rendered when --data frames has no --data-root."),
-    image_size: int | None = typer.Option(None, help="Side of the square training images in pixels. [default: 64]"),
-    batch_size: int | None = typer.Option(None, help="Images per step (global batch under torchrun). [default: 16]"),
-    steps: int | None = typer.Option(None, help="Optimiser steps of the whole run. [default: 200]"),
+    image_size: int | None = typer.Option(None, help="Side of the square training images in pixels. \\[default: 64]"),
+    batch_size: int | None = typer.Option(None, help="Images per step (global batch under torchrun). \\[default: 16]"),
+    steps: int | None = typer.Option(None, help="Optimiser steps of the whole run. \\[default: 800]"),
     epochs: float | None = typer.Option(
         None, help="Train for this many passes over the data instead of --steps (rounded up to whole steps)."
     ),
-    lr: float | None = typer.Option(None, help="Peak AdamW learning rate. [default: 1e-3]"),
-    bpd_weight: float | None = typer.Option(None, help="Weight of bits/dim. [default: 1.0]"),
-    invariance_weight: float | None = typer.Option(None, help="Weight of the invariance loss. [default: 0.95]"),
-    sigreg_weight: float | None = typer.Option(None, help="Weight of SIGReg. [default: 0.05]"),
-    sigreg_directions: int | None = typer.Option(None, help="Random directions per SIGReg call. [default: 256]"),
-    grad_clip: float | None = typer.Option(None, help="Maximum global gradient norm. [default: 50]"),
-    warmup_steps: int | None = typer.Option(None, help="Steps of linear learning-rate warm-up. [default: 20]"),
-    views: int | None = typer.Option(None, help="Augmented views per image. [default: 2]"),
-    augment: str | None = typer.Option(None, help="View augmentation: auto, strong or mild. [default: auto]"),
-    seed: int | None = typer.Option(None, help="Seed of every random choice. [default: 0]"),
-    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N. [default: auto]"),
-    out: Path | None = typer.Option(None, help="Run folder. [default: runs/pretrain]"),
-    checkpoint_every: int | None = typer.Option(None, help="Steps between checkpoints. [default: 50]"),
-    log_every: int | None = typer.Option(None, help="Steps between metric lines. [default: 10]"),
-    num_workers: int | None = typer.Option(None, help="Data-loading worker processes. [default: 0]"),
+    lr: float | None = typer.Option(None, help="Peak AdamW learning rate. \\[default: 1e-3]"),
+    bpd_weight: float | None = typer.Option(None, help="Weight of bits/dim. \\[default: 1.0]"),
+    invariance_weight: float | None = typer.Option(None, help="Weight of the invariance loss. \\[default: 0.95]"),
+    sigreg_weight: float | None = typer.Option(None, help="Weight of SIGReg. \\[default: 0.05]"),
+    sigreg_directions: int | None = typer.Option(None, help="Random directions per SIGReg call. \\[default: 256]"),
+    grad_clip: float | None = typer.Option(None, help="Maximum global gradient norm. \\[default: 50]"),
+    warmup_steps: int | None = typer.Option(None, help="Steps of linear learning-rate warm-up. \\[default: 20]"),
+    views: int | None = typer.Option(None, help="Augmented views per image. \\[default: 2]"),
+    time_limit: float | None = typer.Option(
+        None, help="Wall-clock budget in minutes; the run stops early, checkpoints and exports the model."
+    ),
+    augment: str | None = typer.Option(None, help="View augmentation: auto, strong or mild. \\[default: auto]"),
+    seed: int | None = typer.Option(None, help="Seed of every random choice. \\[default: 0]"),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N. \\[default: auto]"),
+    out: Path | None = typer.Option(None, help="Run folder. \\[default: runs/pretrain]"),
+    checkpoint_every: int | None = typer.Option(None, help="Steps between checkpoints. \\[default: 100]"),
+    log_every: int | None = typer.Option(None, help="Steps between metric lines. \\[default: 10]"),
+    num_workers: int | None = typer.Option(None, help="Data-loading worker processes. \\[default: 0]"),
     model_option: list[str] = typer.Option(
         [], "--model", help="Override a FlowJEPAConfig field, as NAME=JSON_VALUE (repeatable), e.g. code_dim=128."
     ),
@@ -80,6 +83,7 @@ def pretrain_command(
         "grad_clip": grad_clip,
         "warmup_steps": warmup_steps,
         "views": views,
+        "time_limit": time_limit,
         "augment": augment,
         "seed": seed,
         "device": device,

@@ -54,7 +54,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 RUN_CONFIG_FILE = "pretrain_config.json"
 
 # Options that may differ between a run and its resumption.
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "num_workers", "device"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "log_every", "num_workers", "device", "time_limit"}
 
 
 @dataclass
@@ -77,7 +77,7 @@ class PretrainConfig:
     """Side of the square training images, in pixels."""
     batch_size: int = 16
     """Images per step (the global batch under torchrun)."""
-    steps: int = 200
+    steps: int = 800
     """Optimiser steps of the whole run."""
     lr: float = 1e-3
     """Peak learning rate of AdamW (linear warm-up, then cosine decay to 10%)."""
@@ -105,12 +105,14 @@ class PretrainConfig:
     """auto, cpu, cuda or cuda:N."""
     out: str = "runs/pretrain"
     """Run folder."""
-    checkpoint_every: int = 50
+    checkpoint_every: int = 100
     """Steps between checkpoints (one is always written at the end)."""
     log_every: int = 10
     """Steps between metric lines."""
     num_workers: int = 0
     """Data-loading worker processes."""
+    time_limit: float | None = None
+    """Wall-clock budget in minutes: stop early, checkpoint and export the model when it is spent."""
     model: dict[str, Any] = field(default_factory=dict)
     """FlowJEPAConfig fields to override (hidden_channels, levels, code_dim, aug_channels, mask_mode, ...)."""
 
@@ -137,6 +139,8 @@ class PretrainConfig:
             raise InvalidInputError(f"--augment must be auto, strong or mild, got {self.augment!r}")
         if self.num_workers < 0:
             raise InvalidInputError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise InvalidInputError(f"--time-limit must be a positive number of minutes, got {self.time_limit}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as a JSON-serialisable dict."""
@@ -314,6 +318,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
 
     stop = _SignalFlag()
     step = start_step
+    deadline = None if config.time_limit is None else time.monotonic() + 60.0 * config.time_limit
     try:
         with stop.installed():
             batches = iter(loader)
@@ -334,6 +339,11 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
                     if parallel.is_main:
                         _save(checkpoint_path, model, optimizer, scheduler, step)
                     raise TrainingInterrupted(step, run_dir, stop.received)
+                if deadline is not None and _time_is_up(deadline, parallel):
+                    if parallel.is_main:
+                        _save(checkpoint_path, model, optimizer, scheduler, step)
+                    logger.info("time limit of %s minutes reached at step %d", config.time_limit, step)
+                    break
     finally:
         if metrics_log is not None:
             plot_metrics(metrics_log.read(), run_dir / "metrics.png", title=f"pretrain {run_dir.name}")
@@ -348,6 +358,14 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
     if parallel.owns_group:
         dist.destroy_process_group()
     return model_dir
+
+
+def _time_is_up(deadline: float, parallel: _Distributed) -> bool:
+    """Whether the budget is spent; rank 0 decides so every rank stops at the same step."""
+    flag = torch.tensor([float(time.monotonic() >= deadline)])
+    if parallel.world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 class _Objective(torch.nn.Module):
