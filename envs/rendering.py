@@ -87,6 +87,11 @@ def configure_rendering(mujoco: bool = True) -> str | None:
     if not mujoco:
         return None
 
+    # Triton, which torch.optim imports lazily on the first optimiser step, segfaults when it is first
+    # loaded after MuJoCo's EGL context exists (seen with torch 2.14.1, mujoco 4.0.1 and Mesa EGL).
+    # Importing it before any rendering avoids that.
+    import torch._dynamo  # noqa: F401
+
     key = (os.environ.get("MUJOCO_GL"), os.environ.get("PYOPENGL_PLATFORM"))
     backend = _verified.get(key)
     if backend is None:

@@ -53,9 +53,9 @@ def validate_images(x: Tensor, channels: int, size: int, name: str = "x") -> Ten
         return x
     if not x.is_floating_point():
         raise InvalidInputError(f"{name} must be uint8 in [0, 255] or floating point in [0, 1], got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.detach()).all():
         raise InvalidInputError(f"{name} contains NaN or infinite values; pass finite pixel values in [0, 1]")
-    low, high = float(x.min()), float(x.max())
+    low, high = float(x.detach().min()), float(x.detach().max())
     if low < 0.0 or high > 1.0:
         raise InvalidInputError(
             f"{name} is floating point with values in [{low:.4g}, {high:.4g}], expected [0, 1]; "

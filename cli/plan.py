@@ -1,0 +1,248 @@
+"""``flowjepa plan``: act in an environment until it looks like a goal image, planning in the latent."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+
+from cli.common import console, user_errors
+from flowjepa.errors import InvalidInputError
+from planning.goal_image import CONVERSION_RULE
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_ENCODER = REPO_ROOT / "models" / "cartpole" / "encoder"
+DEFAULT_WORLD_MODEL = REPO_ROOT / "models" / "cartpole" / "world_model"
+
+
+def _check_positive(name: str, value: float | int | None) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_model_folders(model: Path, world_model: Path) -> None:
+    if not model.exists():
+        raise InvalidInputError(
+            f"no encoder at {model}; train one with `flowjepa pretrain --out RUN` and pass --model RUN/model"
+        )
+    if not world_model.exists():
+        raise InvalidInputError(
+            f"no world model at {world_model}; train one with "
+            "`flowjepa train-world-model --encoder ENCODER --data DIR --out DIR` and pass --world-model DIR"
+        )
+
+
+def _planner_options(planner: str, iterations: int | None, candidates: int | None, lr: float | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if iterations is not None:
+        options["iterations"] = iterations
+    if candidates is not None:
+        options["candidates" if planner == "gd" else "population"] = candidates
+    if lr is not None:
+        if planner != "gd":
+            raise InvalidInputError(f"--lr applies to the gd planner only, not to {planner!r}")
+        options["lr"] = lr
+    return options
+
+
+def _describe_state(state: np.ndarray, names: tuple[str, ...]) -> str:
+    parts = []
+    for name, unit in (("cart_position", "m"), ("pole_angle", "rad")):
+        if name in names:
+            parts.append(f"{name.split('_')[0]} {state[names.index(name)]:+.3f} {unit}")
+    return "  ".join(parts)
+
+
+@user_errors
+def plan_command(
+    goal: Path = typer.Option(..., help=f"Goal image. {CONVERSION_RULE}"),
+    env: str = typer.Option("cartpole", help="Environment to act in (see `flowjepa collect --help`)."),
+    model: Path = typer.Option(DEFAULT_ENCODER, help="Encoder folder (or a pretrain run folder containing model/)."),
+    world_model: Path = typer.Option(DEFAULT_WORLD_MODEL, help="World model folder from `train-world-model`."),
+    planner: str = typer.Option("gd", help="Planner: gd (gradient MPC), cem or mppi."),
+    horizon: int = typer.Option(15, help="Planned actions per replanning (environment steps)."),
+    steps: int = typer.Option(50, help="Actions executed in the episode."),
+    replan_every: int = typer.Option(1, help="Executed actions between replannings (receding horizon)."),
+    iterations: int | None = typer.Option(None, help="Planner iterations per replanning. [default: per planner]"),
+    candidates: int | None = typer.Option(
+        None, help="Action sequences per iteration (gd candidates, cem/mppi population). [default: per planner]"
+    ),
+    lr: float | None = typer.Option(None, help="Adam learning rate of the gd planner. [default: 0.3]"),
+    every_step_weight: float = typer.Option(0.0, help="Weight of the goal distance at every planned step."),
+    smoothness_weight: float = typer.Option(0.01, help="Weight of the squared change between consecutive actions."),
+    seed: int = typer.Option(0, help="Seed of the start state and of the planner's sampling."),
+    out: Path = typer.Option(Path("runs/plan"), help="Folder for the video, the cost plot and result.json."),
+    video_format: str = typer.Option("gif", help="Video format: gif, or mp4 (needs imageio-ffmpeg)."),
+    fps: float = typer.Option(10.0, help="Frames per second of the video."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Run one closed-loop episode from a seeded start towards a goal image and report whether it got there.
+
+    Writes OUT/episode.gif (real | imagined | goal frames side by side),
+    OUT/costs.png and OUT/result.json. Success for cartpole: the cart within
+    0.1 m and the pole within 0.2 rad of the goal state over the last 10 steps.
+    It is judged only when the goal image carries its state (`flowjepa goal`).
+    """
+    for name, value in (("--horizon", horizon), ("--steps", steps), ("--replan-every", replan_every)):
+        _check_positive(name, value)
+    for name, value in (("--iterations", iterations), ("--candidates", candidates), ("--lr", lr), ("--fps", fps)):
+        _check_positive(name, value)
+    if video_format not in ("gif", "mp4"):
+        raise InvalidInputError(f"unknown --video-format {video_format!r}; valid formats: gif, mp4")
+    from planning.registry import PLANNERS
+
+    if planner not in PLANNERS:
+        raise InvalidInputError(f"unknown planner {planner!r}; valid planners: {', '.join(PLANNERS)}")
+    from envs.registry import get_spec
+
+    get_spec(env)
+    _check_model_folders(model, world_model)
+    options = dict(
+        goal=goal,
+        env=env,
+        model=model,
+        world_model=world_model,
+        planner=planner,
+        horizon=horizon,
+        steps=steps,
+        replan_every=replan_every,
+        iterations=iterations,
+        candidates=candidates,
+        lr=lr,
+        every_step_weight=every_step_weight,
+        smoothness_weight=smoothness_weight,
+        seed=seed,
+        out=out,
+        video_format=video_format,
+        fps=fps,
+        device=device,
+    )
+    _run(options)
+
+
+def _run(options: dict[str, Any]) -> None:
+    """Load everything, run the episode with a line per step, and write the outputs."""
+    from envs.registry import make
+    from flowjepa.device import resolve_device
+    from planning.cost import CostWeights
+    from planning.episode import plan
+    from planning.goal_image import load_goal_image
+    from planning.loading import load_frozen_encoder
+    from planning.problem import PlanningDivergedError
+    from planning.render import plot_episode_costs, write_episode_video
+    from planning.world_model import LatentWorldModel
+
+    device = resolve_device(options["device"])
+    encoder = load_frozen_encoder(options["model"], device)
+    world_model = LatentWorldModel.from_pretrained(options["world_model"], device=device).requires_grad_(False)
+    world_model.check_encoder(encoder)
+    size = encoder.config.image_size
+    goal = load_goal_image(options["goal"], size)
+    env_name = options["env"]
+    cost = CostWeights(final=1.0, every_step=options["every_step_weight"], smoothness=options["smoothness_weight"])
+    planner_options = _planner_options(options["planner"], options["iterations"], options["candidates"], options["lr"])
+    planner_options["seed"] = options["seed"]
+
+    with make(env_name, size=size, time_limit=None) as environment:
+        if goal.state_names is not None and tuple(goal.state_names) != tuple(environment.state_names):
+            raise InvalidInputError(
+                f"goal image {options['goal']} was made for {goal.env} with state ({', '.join(goal.state_names)}), "
+                f"which does not match {env_name}; pass --env {goal.env} or make a goal for {env_name}"
+            )
+        if goal.env is not None and goal.env != env_name:
+            console.print(f"[yellow]note:[/] the goal image was made for {goal.env}, planning in {env_name}")
+        if world_model.config.env and world_model.config.env != env_name:
+            console.print(f"[yellow]note:[/] the world model was trained on {world_model.config.env} data")
+        steps = options["steps"]
+        console.print(
+            f"[bold]plan[/] {env_name} with {options['planner']}: horizon {options['horizon']}, {steps} steps, "
+            f"seed {options['seed']}"
+        )
+
+        def on_step(step: int, info: dict[str, Any]) -> None:
+            state = _describe_state(info["state"], tuple(environment.state_names))
+            console.print(
+                f"step {step:4d}/{steps}  cost {info['cost']:.4f}  "
+                f"latent distance {info['latent_distance']:.3f}  {state}",
+                highlight=False,
+            )
+
+        try:
+            result = plan(
+                environment,
+                encoder,
+                world_model,
+                goal.frame,
+                planner=options["planner"],
+                planner_options=planner_options,
+                horizon=options["horizon"],
+                steps=steps,
+                replan_every=options["replan_every"],
+                cost=cost,
+                seed=options["seed"],
+                goal_state=goal.state,
+                progress=on_step,
+            )
+        except PlanningDivergedError as error:
+            console.print(f"[bold red]planning failed:[/] {error}", highlight=False)
+            raise typer.Exit(1) from None
+
+    out = Path(options["out"])
+    video = write_episode_video(result, out / f"episode.{options['video_format']}", fps=options["fps"])
+    plot = plot_episode_costs(result, out / "costs.png", title=f"{env_name}, {options['planner']}")
+    _write_result(result, out / "result.json", options)
+    _print_summary(result, video, plot)
+
+
+def _write_result(result: Any, path: Path, options: dict[str, Any]) -> None:
+    from flowjepa.checkpoint import atomic_write_json
+
+    summary = {
+        "env": options["env"],
+        "planner": options["planner"],
+        "horizon": options["horizon"],
+        "steps": options["steps"],
+        "seed": options["seed"],
+        "success": result.success,
+        "success_rule": result.success_rule,
+        "completed": result.completed,
+        "final_latent_distance": result.final_latent_distance,
+        "final_state_errors": None
+        if result.state_errors is None
+        else dict(zip(result.state_error_names, result.state_errors[-1].tolist())),
+        "seconds_per_action": result.seconds_per_action,
+        "actions": result.actions.tolist(),
+        "costs": result.costs.tolist(),
+        "latent_distances": result.latent_distances.tolist(),
+        "states": result.states.tolist(),
+        "state_names": list(result.state_names),
+        "goal_state": None if result.goal_state is None else result.goal_state.tolist(),
+    }
+    atomic_write_json(path, json.loads(json.dumps(summary, default=float)))
+
+
+def _print_summary(result: Any, video: Path, plot: Path) -> None:
+    if result.success is None:
+        verdict = f"[yellow]unknown[/] ({result.success_rule})"
+    elif result.success:
+        verdict = f"[green]yes[/] ({result.success_rule})"
+    else:
+        verdict = f"[red]no[/] ({result.success_rule})"
+    console.print(f"success: {verdict}", highlight=False)
+    console.print(f"final latent distance: {result.final_latent_distance:.4f} (RMS, in training stds)")
+    if result.state_errors is not None:
+        errors = ", ".join(
+            f"|{name} - goal| = {value:.4f}" for name, value in zip(result.state_error_names, result.state_errors[-1])
+        )
+        console.print(f"final true state distance: {errors}")
+    console.print(f"planner time per action: {result.seconds_per_action * 1000:.1f} ms")
+    console.print(f"wrote {video} and {plot}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``plan`` to the app."""
+    app.command("plan")(plan_command)

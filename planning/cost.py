@@ -1,0 +1,55 @@
+"""The goal cost shared by every planner, and the latent distance reported to users."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from flowjepa.errors import InvalidInputError
+
+
+@dataclass
+class CostWeights:
+    """Weights of the three terms of the planning cost.
+
+    ``cost = final * d(z_H, g) + every_step * mean_t d(z_t, g) + smoothness * mean_t |a_t - a_{t-1}|^2``
+    where ``d`` is the mean squared difference over latent dimensions and the
+    action differences are measured in units of half the action range.
+    """
+
+    final: float = 1.0
+    every_step: float = 0.0
+    smoothness: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("final", "every_step", "smoothness"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0 or value != value:
+                raise InvalidInputError(f"cost weight {name} must be a number >= 0, got {value!r}")
+        if self.final == 0 and self.every_step == 0:
+            raise InvalidInputError("cost weights final and every_step are both 0, so the goal would be ignored")
+
+
+def goal_cost(predicted: Tensor, goal: Tensor, unit_actions: Tensor, weights: CostWeights) -> Tensor:
+    """Return the cost of each candidate, ``(N,)``.
+
+    ``predicted`` is ``(N, H, D)``, ``goal`` ``(D,)`` and ``unit_actions``
+    ``(N, H, A)`` the actions scaled to ``[-1, 1]``.
+    """
+    squared = (predicted - goal).pow(2).mean(dim=-1)
+    cost = weights.final * squared[:, -1]
+    if weights.every_step > 0:
+        cost = cost + weights.every_step * squared.mean(dim=1)
+    if weights.smoothness > 0 and unit_actions.shape[1] > 1:
+        jerk = (unit_actions[:, 1:] - unit_actions[:, :-1]).pow(2).sum(dim=-1).mean(dim=1)
+        cost = cost + weights.smoothness * jerk
+    return cost
+
+
+def latent_distance(latent: Tensor, goal: Tensor) -> Tensor:
+    """Root mean square difference over the last dimension, in units of the code's training std.
+
+    ``latent`` is ``(..., D)`` and ``goal`` ``(D,)``; returns ``(...)``.
+    """
+    return (latent - goal).pow(2).mean(dim=-1).sqrt()

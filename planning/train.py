@@ -1,0 +1,325 @@
+"""Training of the latent world model with a multi-step open-loop rollout loss, resumable and interruptible.
+
+The loss of a window is the mean squared error between the codes predicted
+open loop for ``rollout`` steps from ``history`` true context codes and the
+true codes, in normalised units (training std). Validation runs the same loss
+on windows of the held-out episodes. The training state (model, optimiser,
+step, RNG states) goes to ``checkpoint.safetensors``; the final model is
+written with :meth:`LatentWorldModel.save_pretrained` into the run folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowjepa.checkpoint import load_state, read_json, save_state
+from flowjepa.device import resolve_device
+from flowjepa.errors import InvalidInputError, TrainingDivergedError
+from flowjepa.runlog import MetricsLog, plot_metrics, write_config
+from planning.data import EncodedDataset, WindowSampler, encode_dataset
+from planning.loading import load_frozen_encoder
+from planning.transitions import SOLVERS, TRANSITIONS
+from planning.world_model import LatentWorldModel, WorldModelConfig, encoder_fingerprint
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.safetensors"
+RUN_CONFIG_FILE = "train_config.json"
+VALIDATION_WINDOWS = 512
+# Options that may differ when a run is resumed, because they do not change what is learned so far.
+RESUMABLE_CHANGES = ("steps", "val_every", "checkpoint_every", "log_every", "device", "out")
+
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class WorldModelTrainConfig:
+    """Options of ``flowjepa train-world-model``; every field has a CLI option of the same name."""
+
+    encoder: str
+    """Encoder folder (``RUN/model`` of pretrain) or a pretrain run folder."""
+    data: str
+    """Collection folder written by ``flowjepa collect``."""
+    out: str = "runs/world_model"
+    """Run folder; it also becomes the world model folder."""
+    history: int = 3
+    transition: str = "ode"
+    solver: str = "rk4"
+    dt: float = 1.0
+    substeps: int = 1
+    hidden_dim: int = 256
+    layers: int = 2
+    rollout: int = 8
+    """Open-loop steps of the training loss."""
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    grad_clip: float = 10.0
+    """Maximum global gradient norm."""
+    val_fraction: float = 0.1
+    val_every: int = 100
+    checkpoint_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidInputError` naming the first invalid option."""
+        for name in ("history", "substeps", "hidden_dim", "layers", "rollout", "steps", "batch_size", "val_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        for name in ("lr", "dt", "grad_clip"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise InvalidInputError(f"--{name.replace('_', '-')} must be a number > 0, got {value!r}")
+        if not 0 < self.val_fraction < 1:
+            raise InvalidInputError(f"--val-fraction must be in (0, 1), got {self.val_fraction!r}")
+        if self.transition not in TRANSITIONS:
+            raise InvalidInputError(
+                f"unknown --transition {self.transition!r}; valid transitions: {', '.join(TRANSITIONS)}"
+            )
+        if self.solver not in SOLVERS:
+            raise InvalidInputError(f"unknown --solver {self.solver!r}; valid solvers: {', '.join(SOLVERS)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the options as a JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was written at ``step``."""
+
+    def __init__(self, step: int, run_dir: Path, signal_name: str) -> None:
+        super().__init__(f"{signal_name} received: checkpoint saved at step {step} in {run_dir}")
+        self.step, self.run_dir, self.signal_name = step, run_dir, signal_name
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[dict[str, str | None]]:
+    """Record SIGINT/SIGTERM in the yielded dict under ``received`` instead of dying mid-step."""
+    flag: dict[str, str | None] = {"received": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handle(signum: int, _frame: Any) -> None:
+        flag["received"] = signal.Signals(signum).name
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def rollout_loss(model: LatentWorldModel, context: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor):
+    """Return the open-loop loss (mean over steps, dims and batch) and the per-step MSE ``(H,)``.
+
+    ``context`` ``(B, k, D)`` and ``targets`` ``(B, H, D)`` are raw codes, ``actions`` ``(B, H, A)``.
+    """
+    predicted = model.rollout(model.normalize(context), actions)
+    per_step = (predicted - model.normalize(targets)).pow(2).mean(dim=(0, 2))
+    return per_step.mean(), per_step
+
+
+@torch.no_grad()
+def validation_metrics(model: LatentWorldModel, sampler: WindowSampler, device: torch.device) -> dict[str, float]:
+    """Return the rollout loss on up to 512 evenly spaced validation windows, and the copy-last-code baseline."""
+    count = min(len(sampler), VALIDATION_WINDOWS)
+    indices = torch.linspace(0, len(sampler) - 1, count).round().long()
+    context, actions, targets = (tensor.to(device) for tensor in sampler.windows(indices))
+    loss, per_step = rollout_loss(model, context, actions, targets)
+    copy_last = (model.normalize(targets) - model.normalize(context[:, -1:])).pow(2).mean()
+    return {
+        "val/rollout_mse": float(loss),
+        "val/final_step_mse": float(per_step[-1]),
+        "val/copy_last_mse": float(copy_last),
+    }
+
+
+def _check_resume_compatible(stored: dict[str, Any], config: WorldModelTrainConfig, run_dir: Path) -> None:
+    current = config.to_dict()
+    changed = sorted(key for key in current if key not in RESUMABLE_CHANGES and stored.get(key) != current[key])
+    if changed:
+        details = ", ".join(f"{key}: {stored.get(key)!r} -> {current[key]!r}" for key in changed)
+        raise InvalidInputError(
+            f"cannot resume {run_dir}: options differ from the original run ({details}); resume with the original "
+            f"options (only {', '.join(RESUMABLE_CHANGES)} may change)"
+        )
+
+
+def _model_config(config: WorldModelTrainConfig, encoder: Any, data: EncodedDataset, fingerprint: str):
+    manifest = data.manifest
+    space = manifest["action_space"]
+    discrete = space["type"] == "discrete"
+    action_dim = 1 if discrete else int(math.prod(space["shape"]))
+    return WorldModelConfig(
+        code_dim=encoder.code_dim,
+        action_dim=action_dim,
+        history=config.history,
+        transition=config.transition,
+        hidden_dim=config.hidden_dim,
+        layers=config.layers,
+        dt=config.dt,
+        solver=config.solver,
+        substeps=config.substeps,
+        action_low=[-1.0] * action_dim if discrete else [float(v) for v in space["low"]],
+        action_high=[1.0] * action_dim if discrete else [float(v) for v in space["high"]],
+        discrete_actions=discrete,
+        env=str(manifest["env"]),
+        env_dt=float(manifest["dt"]),
+        image_size=encoder.config.image_size,
+        encoder_fingerprint=fingerprint,
+    )
+
+
+def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, step: int) -> None:
+    save_state(
+        path,
+        {
+            "step": step,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "sampler": generator.get_state()},
+        },
+    )
+
+
+def _restore_checkpoint(path: Path, model, optimizer, generator: torch.Generator) -> int:
+    state = load_state(path)
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        generator.set_state(state["rng"]["sampler"])
+    except (KeyError, RuntimeError, ValueError) as error:
+        raise InvalidInputError(
+            f"checkpoint {path} does not match this world model configuration ({error}); "
+            "resume with the options of the original run"
+        ) from error
+    return int(state["step"])
+
+
+def train_world_model(
+    config: WorldModelTrainConfig,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    on_encode: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Train (or resume) a world model and return its folder (the run folder).
+
+    ``on_step(step, metrics)`` is called after every optimiser step and
+    ``on_encode(done, total)`` after each encoded episode.
+
+    Raises:
+        InvalidInputError: invalid options, data, encoder or run folder.
+        TrainingDivergedError: the loss became non-finite; the last checkpoint is kept.
+        TrainingInterrupted: SIGINT/SIGTERM arrived; a checkpoint was written first.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    run_dir = Path(config.out)
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+
+    # Run folder: never overwrite a run unless resuming it.
+    if resume and not checkpoint_path.is_file():
+        raise InvalidInputError(f"--resume was given but {checkpoint_path} does not exist; start without --resume")
+    if not resume and checkpoint_path.is_file():
+        raise InvalidInputError(
+            f"run folder {run_dir} already contains a checkpoint; pass --resume to continue it, or choose another --out"
+        )
+    if resume:
+        _check_resume_compatible(read_json(run_dir / RUN_CONFIG_FILE, "run config"), config, run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config.to_dict(), RUN_CONFIG_FILE)
+
+    # Data: encode every frame once with the frozen encoder.
+    encoder = load_frozen_encoder(config.encoder, device)
+    fingerprint = encoder_fingerprint(encoder)
+    data = encode_dataset(encoder, config.data, run_dir, fingerprint, config.val_fraction, on_encode)
+    train_windows = WindowSampler(data.train, config.history, config.rollout)
+    val_windows = WindowSampler(data.val, config.history, config.rollout)
+    model_config = _model_config(config, encoder, data, fingerprint)
+    del encoder
+
+    # Model, normalisation and optimiser.
+    torch.manual_seed(config.seed)
+    model = LatentWorldModel(model_config)
+    all_codes = torch.cat(data.train.codes)
+    model.set_normalization(all_codes.mean(dim=0), all_codes.std(dim=0))
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    step = 0
+    if resume:
+        step = _restore_checkpoint(checkpoint_path, model, optimizer, generator)
+        logger.info("resumed %s at step %d", run_dir, step)
+    metrics_log = MetricsLog(run_dir, resume_step=step if resume else None)
+
+    try:
+        with _stop_signals() as stop:
+            while step < config.steps:
+                started = time.perf_counter()
+                model.train()
+                indices = torch.randint(len(train_windows), (config.batch_size,), generator=generator)
+                context, actions, targets = (tensor.to(device) for tensor in train_windows.windows(indices))
+                loss, per_step = rollout_loss(model, context, actions, targets)
+                if not torch.isfinite(loss.detach()):
+                    raise TrainingDivergedError(
+                        f"world model loss became {float(loss.detach())} at step {step + 1}; the last checkpoint in "
+                        f"{run_dir} is kept: lower --lr or --grad-clip (an ODE model may also need more --substeps)"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                gradient_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                if not torch.isfinite(gradient_norm):
+                    raise TrainingDivergedError(
+                        f"world model gradient became {float(gradient_norm)} at step {step + 1}; the last checkpoint "
+                        f"in {run_dir} is kept: lower --lr or --grad-clip"
+                    )
+                optimizer.step()
+                step += 1
+
+                metrics = {
+                    "train/rollout_mse": float(loss.detach()),
+                    "train/final_step_mse": float(per_step[-1].detach()),
+                    "train/grad_norm": float(gradient_norm),
+                    "time/step_s": time.perf_counter() - started,
+                }
+                if step % config.val_every == 0 or step == config.steps:
+                    model.eval()
+                    metrics.update(validation_metrics(model, val_windows, device))
+                if step % config.log_every == 0 or step == config.steps or "val/rollout_mse" in metrics:
+                    metrics_log.log(step, metrics)
+                if on_step is not None:
+                    on_step(step, metrics)
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    _save_checkpoint(checkpoint_path, model, optimizer, generator, step)
+                if stop["received"] is not None:
+                    _save_checkpoint(checkpoint_path, model, optimizer, generator, step)
+                    raise TrainingInterrupted(step, run_dir, stop["received"])
+    finally:
+        plot_metrics(metrics_log.read(), run_dir / "metrics.png", title=f"world model {run_dir.name}")
+
+    model.eval()
+    model.save_pretrained(run_dir)
+    logger.info("saved the world model to %s", run_dir)
+    return run_dir

@@ -1,0 +1,199 @@
+"""World model training on a real tiny encoder and collected cartpole episodes: resume, signals, divergence, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+# NOTE: the first torch.optim step imports triton. Triton crashes (SIGSEGV) in a process that has already
+# rendered with MuJoCo's EGL backend, so it is imported here, before anything renders.
+import torch._dynamo  # noqa: F401
+
+from flowjepa import FlowJEPA, FlowJEPAConfig
+from flowjepa.checkpoint import load_state, load_weights
+from flowjepa.errors import InvalidInputError, TrainingDivergedError
+from planning.train import CHECKPOINT_FILE, TrainingInterrupted, WorldModelTrainConfig, train_world_model
+from planning.world_model import LatentWorldModel, WorldModelConfig, encoder_fingerprint
+
+IMAGE_SIZE = 16
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = FlowJEPA(FlowJEPAConfig.tiny(image_size=IMAGE_SIZE)).eval()
+    return model.save_pretrained(tmp_path_factory.mktemp("encoder") / "model")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    from envs.collect import collect
+
+    root = tmp_path_factory.mktemp("episodes")
+    return collect("cartpole", root, episodes=4, steps=24, policy="ou", seed=0, size=IMAGE_SIZE, progress=False)
+
+
+def make_config(encoder_dir: Path, data_dir: Path, out: Path, **overrides) -> WorldModelTrainConfig:
+    values = dict(
+        encoder=str(encoder_dir),
+        data=str(data_dir),
+        out=str(out),
+        history=2,
+        hidden_dim=32,
+        rollout=3,
+        steps=8,
+        batch_size=8,
+        val_fraction=0.25,
+        val_every=4,
+        checkpoint_every=4,
+        log_every=1,
+        device="cpu",
+    )
+    values.update(overrides)
+    return WorldModelTrainConfig(**values)
+
+
+@pytest.mark.parametrize("transition", ["ode", "residual"])
+def test_training_lowers_loss_and_validates(encoder_dir, data_dir, tmp_path, transition):
+    config = make_config(encoder_dir, data_dir, tmp_path / "run", transition=transition, steps=40, lr=3e-3)
+
+    folder = train_world_model(config)
+
+    rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    validation = [row["val/rollout_mse"] for row in rows if "val/rollout_mse" in row]
+    first_train = sum(row["train/rollout_mse"] for row in rows[:5]) / 5
+    last_train = sum(row["train/rollout_mse"] for row in rows[-5:]) / 5
+    assert len(validation) == 10
+    assert last_train < first_train
+    assert validation[-1] < validation[0]
+    assert (folder / "metrics.png").is_file()
+    assert (folder / "world_model.safetensors").is_file()
+
+
+def test_resume_equals_uninterrupted_run(encoder_dir, data_dir, tmp_path):
+    straight = train_world_model(make_config(encoder_dir, data_dir, tmp_path / "straight", steps=8))
+    resumed_dir = tmp_path / "resumed"
+    train_world_model(make_config(encoder_dir, data_dir, resumed_dir, steps=4))
+    encoded = []
+
+    train_world_model(
+        make_config(encoder_dir, data_dir, resumed_dir, steps=8),
+        resume=True,
+        on_encode=lambda done, total: encoded.append(done),
+    )
+
+    expected = load_weights(straight / "world_model.safetensors")
+    actual = load_weights(resumed_dir / "world_model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    assert encoded == [], "resuming encoded the episodes again instead of using the code cache"
+
+
+def test_sigint_saves_checkpoint_then_resumes(encoder_dir, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+
+    def interrupt(step: int, metrics: dict[str, float]) -> None:
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="SIGINT received: checkpoint saved at step 3"):
+        train_world_model(make_config(encoder_dir, data_dir, run_dir), on_step=interrupt)
+
+    assert load_state(run_dir / CHECKPOINT_FILE)["step"] == 3
+    train_world_model(make_config(encoder_dir, data_dir, run_dir), resume=True)
+    assert load_state(run_dir / CHECKPOINT_FILE)["step"] == 8
+
+
+def test_divergence_raises_and_keeps_finite_checkpoint(encoder_dir, data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    config = make_config(encoder_dir, data_dir, run_dir, lr=1e8, steps=50, checkpoint_every=1, transition="residual")
+
+    with pytest.raises(TrainingDivergedError, match="became inf at step 2"):
+        train_world_model(config)
+
+    state = load_state(run_dir / CHECKPOINT_FILE)
+    assert state["step"] == 1
+    assert all(bool(torch.isfinite(tensor).all()) for tensor in state["model"].values())
+
+
+def test_existing_run_needs_resume_flag(encoder_dir, data_dir, tmp_path):
+    config = make_config(encoder_dir, data_dir, tmp_path / "run", steps=2)
+    train_world_model(config)
+
+    with pytest.raises(InvalidInputError, match="pass --resume"):
+        train_world_model(config)
+    with pytest.raises(InvalidInputError, match="options differ"):
+        train_world_model(make_config(encoder_dir, data_dir, tmp_path / "run", steps=4, history=3), resume=True)
+
+
+def test_saved_model_round_trips_with_config(encoder_dir, data_dir, tmp_path):
+    folder = train_world_model(make_config(encoder_dir, data_dir, tmp_path / "run", steps=2))
+
+    config = json.loads((folder / "config.json").read_text())
+    model = LatentWorldModel.from_pretrained(folder)
+    encoder = FlowJEPA.from_pretrained(encoder_dir)
+    start = torch.randn(2, 16)
+    actions = torch.rand(3, 4, 1) * 2 - 1
+    reloaded = LatentWorldModel.from_pretrained(folder)
+
+    expected = {"history": 2, "code_dim": 16, "action_dim": 1, "transition": "ode", "solver": "rk4", "dt": 1.0}
+    expected.update(env="cartpole", image_size=IMAGE_SIZE)
+    for key, value in expected.items():
+        assert config[key] == value, key
+    assert config["encoder_fingerprint"] == encoder_fingerprint(encoder)
+    assert torch.equal(model.rollout(start, actions), reloaded.rollout(start, actions))
+    assert not torch.equal(model.code_std, torch.ones(16)), "code normalisation was not stored"
+    model.check_encoder(encoder)
+
+
+def test_other_encoder_is_rejected(encoder_dir, data_dir, tmp_path):
+    folder = train_world_model(make_config(encoder_dir, data_dir, tmp_path / "run", steps=2))
+    model = LatentWorldModel.from_pretrained(folder)
+    torch.manual_seed(5)
+    other = FlowJEPA(FlowJEPAConfig.tiny(image_size=IMAGE_SIZE)).eval()
+    wider = FlowJEPA(FlowJEPAConfig.tiny(image_size=IMAGE_SIZE, code_dim=8)).eval()
+
+    with pytest.raises(InvalidInputError, match="trained on the codes of encoder"):
+        model.check_encoder(other)
+    with pytest.raises(InvalidInputError, match="codes of dimension 16"):
+        model.check_encoder(wider)
+
+
+def test_missing_world_model_folder_names_command(tmp_path):
+    with pytest.raises(InvalidInputError, match="train-world-model"):
+        LatentWorldModel.from_pretrained(tmp_path / "absent")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"transition": "lstm"}, "valid transitions: ode, residual"),
+        ({"solver": "rk45"}, "valid solvers: rk4"),
+        ({"steps": 0}, "--steps must be a positive integer"),
+        ({"lr": -1.0}, "--lr must be a number > 0"),
+        ({"val_fraction": 0.0}, "--val-fraction"),
+    ],
+)
+def test_invalid_options_are_rejected(overrides, message, tmp_path):
+    config = make_config(tmp_path, tmp_path, tmp_path / "run", **overrides)
+    with pytest.raises(InvalidInputError, match=message):
+        config.validate()
+
+
+def test_world_model_config_rejects_unknown_fields():
+    with pytest.raises(InvalidInputError, match="unknown world model fields"):
+        WorldModelConfig.from_dict({"code_dim": 4, "action_dim": 1, "horizon": 3})
