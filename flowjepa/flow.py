@@ -42,7 +42,8 @@ class MaskedCouplingFlow(nn.Module):
         generator = torch.Generator().manual_seed(config.mask_seed)
         for level, shape in enumerate(self.level_shapes):
             for index, mask in enumerate(draw_masks(config.mask_mode, self.layers_per_level, shape, 1, generator)):
-                self.register_buffer(f"frozen_mask_{level}_{index}", mask)
+                # Checkerboard layers share one tensor; safetensors rejects shared storage, so copy.
+                self.register_buffer(f"frozen_mask_{level}_{index}", mask.clone())
 
     @property
     def num_layers(self) -> int:

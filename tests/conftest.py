@@ -43,6 +43,7 @@ def small_image_folder(tmp_path_factory) -> Path:
     import envs
 
     env = envs.make("cartpole", size=32)
+    env.reset(seed=0)
     try:
         for label, position in enumerate((-0.8, 0.0, 0.8)):
             target = root / "train" / f"cart_{label}"
