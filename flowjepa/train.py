@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import random
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from flowjepa.data import (
 )
 from flowjepa.device import resolve_device
 from flowjepa.errors import InvalidInputError, TrainingDivergedError
+from flowjepa.interrupt import TrainingInterrupted, stop_signals
 from flowjepa.losses import LossWeights, pretraining_losses
 from flowjepa.model import FlowJEPA
 from flowjepa.runlog import MetricsLog, plot_metrics, write_config
@@ -157,14 +157,6 @@ class PretrainConfig:
         if unknown:
             raise InvalidInputError(f"unknown fields {unknown} in {path}; valid fields: {', '.join(sorted(known))}")
         return values
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was written at ``step``."""
-
-    def __init__(self, step: int, run_dir: Path, signal_name: str) -> None:
-        super().__init__(f"{signal_name} received: checkpoint saved at step {step} in {run_dir}")
-        self.step, self.run_dir, self.signal_name = step, run_dir, signal_name
 
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -316,11 +308,10 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers)
     metrics_log = MetricsLog(run_dir, resume_step=start_step if resume else None) if parallel.is_main else None
 
-    stop = _SignalFlag()
     step = start_step
     deadline = None if config.time_limit is None else time.monotonic() + 60.0 * config.time_limit
     try:
-        with stop.installed():
+        with stop_signals() as stop:
             batches = iter(loader)
             while step < config.steps:
                 batch = next(batches)
@@ -335,10 +326,10 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
                     on_step(step, metrics)
                 if parallel.is_main and (step % config.checkpoint_every == 0 or step == config.steps):
                     _save(checkpoint_path, model, optimizer, scheduler, step)
-                if stop.received is not None:
+                if stop["received"] is not None:
                     if parallel.is_main:
                         _save(checkpoint_path, model, optimizer, scheduler, step)
-                    raise TrainingInterrupted(step, run_dir, stop.received)
+                    raise TrainingInterrupted(step, run_dir, stop["received"])
                 if deadline is not None and _time_is_up(deadline, parallel):
                     if parallel.is_main:
                         _save(checkpoint_path, model, optimizer, scheduler, step)
@@ -508,31 +499,3 @@ def _python_state() -> list[Any]:
 def _python_tuple(state: list[Any]) -> tuple:
     version, internal, gauss = state
     return (version, tuple(internal), gauss)
-
-
-class _SignalFlag:
-    """Record SIGINT/SIGTERM instead of dying mid-step, so the loop can checkpoint and stop."""
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        self.received = signal.Signals(signum).name
-
-    def installed(self):
-        import contextlib
-        import threading
-
-        @contextlib.contextmanager
-        def manager():
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-            previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-        return manager()

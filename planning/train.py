@@ -10,14 +10,11 @@ written with :meth:`LatentWorldModel.save_pretrained` into the run folder.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ import torch
 from flowjepa.checkpoint import load_state, read_json, save_state
 from flowjepa.device import resolve_device
 from flowjepa.errors import InvalidInputError, TrainingDivergedError
+from flowjepa.interrupt import TrainingInterrupted, stop_signals
 from flowjepa.runlog import MetricsLog, plot_metrics, write_config
 from planning.data import EncodedDataset, WindowSampler, encode_dataset
 from planning.loading import load_frozen_encoder
@@ -101,33 +99,6 @@ class WorldModelTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return the options as a JSON-serialisable dict."""
         return dataclasses.asdict(self)
-
-
-class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was written at ``step``."""
-
-    def __init__(self, step: int, run_dir: Path, signal_name: str) -> None:
-        super().__init__(f"{signal_name} received: checkpoint saved at step {step} in {run_dir}")
-        self.step, self.run_dir, self.signal_name = step, run_dir, signal_name
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[dict[str, str | None]]:
-    """Record SIGINT/SIGTERM in the yielded dict under ``received`` instead of dying mid-step."""
-    flag: dict[str, str | None] = {"received": None}
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handle(signum: int, _frame: Any) -> None:
-        flag["received"] = signal.Signals(signum).name
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def rollout_loss(model: LatentWorldModel, context: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor):
@@ -275,7 +246,7 @@ def train_world_model(
     metrics_log = MetricsLog(run_dir, resume_step=step if resume else None)
 
     try:
-        with _stop_signals() as stop:
+        with stop_signals() as stop:
             while step < config.steps:
                 started = time.perf_counter()
                 model.train()
