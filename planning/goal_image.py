@@ -142,7 +142,13 @@ def load_goal_image(path: str | Path, size: int) -> GoalImage:
         if file_format == "JPEG" and original.getexif().get(_EXIF_ORIENTATION, 1) != 1:
             image = ImageOps.exif_transpose(original)
             conversions.append("EXIF orientation applied")
-        image.load()
+        try:
+            image.load()
+        except OSError as error:
+            raise InvalidInputError(
+                f"goal image {path} could not be decoded ({error}); the file may be truncated or damaged: "
+                "re-export it, or render a new one with `flowjepa goal`"
+            ) from error
         rgb = _to_size(_to_rgb(image, path, conversions), size, path, conversions)
         frame = np.array(rgb, dtype=np.uint8)
     finally:
