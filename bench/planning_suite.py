@@ -56,7 +56,9 @@ def make_planner_for(name: str, options: dict[str, Any], seed: int):
 def _models(context: BenchContext) -> tuple[Path, Path, str] | str:
     """Return ``(encoder, world model, origin)``, or the reason planning cannot run."""
     encoder, world_model = context.planning_paths()
-    if (world_model / "config.json").is_file() and encoder.is_dir():
+    # Shorter budgets use the shipped default models only when they were named explicitly.
+    given = context.options.world_model is not None or context.budget.name == "full"
+    if given and (world_model / "config.json").is_file() and encoder.is_dir():
         return encoder, world_model, f"encoder {encoder}, world model {world_model}"
     if context.budget.name == "full":
         return (

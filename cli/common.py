@@ -35,6 +35,14 @@ def user_errors(command: F) -> F:
         except TrainingDivergedError as error:
             console.print(f"[bold red]training stopped:[/] {error}", highlight=False)
             raise typer.Exit(1) from None
+        except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as error:
+            # Paths come from the command line, so a path that cannot be used is the user's to fix.
+            console.print(
+                f"[bold red]error:[/] cannot use the path {error.filename!r}: {error.strerror}; "
+                "choose another --out or input path",
+                highlight=False,
+            )
+            raise typer.Exit(USER_ERROR_EXIT_CODE) from None
 
     return wrapper  # type: ignore[return-value]
 

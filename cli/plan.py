@@ -101,6 +101,8 @@ def plan_command(
 
     get_spec(env)
     _check_model_folders(model, world_model)
+    # Create the output folder first, so a path that cannot hold it fails before the episode runs.
+    out.mkdir(parents=True, exist_ok=True)
     options = dict(
         goal=goal,
         env=env,

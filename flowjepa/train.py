@@ -124,6 +124,11 @@ class PretrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.batch_size < 2:
+            raise InvalidInputError(
+                f"--batch-size must be at least 2 (batch statistics of the probes and ActNorm need two images), "
+                f"got {self.batch_size}"
+            )
         for name in ("collect_episodes", "collect_steps", "sigreg_directions"):
             if getattr(self, name) <= 0:
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -234,9 +239,13 @@ def _model_config(config: PretrainConfig, dataset: Any, kind: str) -> FlowJEPACo
 
 def _check_resume_compatible(stored: dict[str, Any], config: PretrainConfig, run_dir: Path) -> None:
     current = config.to_dict()
-    changed = sorted(
-        key for key in current if key not in RESUMABLE_CHANGES and stored.get(key) != current[key] and key != "out"
-    )
+
+    def same(key: str) -> bool:
+        if key == "data_root" and stored.get(key) and current[key]:
+            return Path(stored[key]).resolve() == Path(current[key]).resolve()
+        return stored.get(key) == current[key]
+
+    changed = sorted(key for key in current if key not in RESUMABLE_CHANGES and key != "out" and not same(key))
     if changed:
         details = ", ".join(f"{key}: {stored.get(key)!r} -> {current[key]!r}" for key in changed)
         raise InvalidInputError(
