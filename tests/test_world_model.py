@@ -197,3 +197,48 @@ def test_invalid_options_are_rejected(overrides, message, tmp_path):
 def test_world_model_config_rejects_unknown_fields():
     with pytest.raises(InvalidInputError, match="unknown world model fields"):
         WorldModelConfig.from_dict({"code_dim": 4, "action_dim": 1, "horizon": 3})
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(encoder_dir, data_dir, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    steps = 60
+    straight = train_world_model(
+        make_config(encoder_dir, data_dir, tmp_path / "straight", steps=steps, checkpoint_every=2)
+    )
+
+    run_dir = tmp_path / "killed"
+    command = [
+        sys.executable, "-m", "cli.main", "train-world-model", "--encoder", str(encoder_dir), "--data", str(data_dir),
+        "--out", str(run_dir), "--history", "2", "--hidden-dim", "32", "--rollout", "3", "--steps", str(steps),
+        "--batch-size", "8", "--val-fraction", "0.25", "--val-every", "4", "--checkpoint-every", "2",
+        "--log-every", "1", "--device", "cpu",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            checkpoint = run_dir / CHECKPOINT_FILE
+            try:
+                if checkpoint.is_file() and load_state(checkpoint)["step"] >= 4:
+                    break
+            except InvalidInputError:
+                pass  # the file was being replaced; read it again
+            if process.poll() is not None:
+                pytest.fail(f"training ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    killed_at = load_state(run_dir / CHECKPOINT_FILE)["step"]
+    assert 4 <= killed_at < steps
+
+    train_world_model(make_config(encoder_dir, data_dir, run_dir, steps=steps, checkpoint_every=2), resume=True)
+
+    expected = load_weights(straight / "world_model.safetensors")
+    actual = load_weights(run_dir / "world_model.safetensors")
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
