@@ -11,7 +11,7 @@ Sources:
 Every item yields an unaugmented view for the density term and ``V``
 augmented views for the invariance and SIGReg terms, all uint8. The order of
 batches and every random augmentation are functions of ``(seed, step)``, so a
-resumed run sees exactly the batches the uninterrupted run would have seen.
+resumed run gets exactly the batches of the uninterrupted run.
 """
 
 from __future__ import annotations

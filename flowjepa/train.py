@@ -1,6 +1,6 @@
 """Pretraining loop: resumable, crash-safe, single process or torchrun DDP.
 
-A run folder holds ``pretrain_config.json`` (the resolved options, written at
+A run folder contains ``pretrain_config.json`` (the resolved options, written at
 start), ``metrics.jsonl``, ``metrics.png``, ``checkpoint.safetensors`` (the
 full training state, replaced atomically every ``checkpoint_every`` steps and
 at the end) and ``model/`` (the final weights for ``FlowJEPA.from_pretrained``).
@@ -96,7 +96,7 @@ class PretrainConfig:
     sigreg_directions: int = 256
     """Random directions per SIGReg call."""
     views: int = 2
-    """Augmented views per image for invariance and SIGReg (the density term sees one more, unaugmented)."""
+    """Augmented views per image for invariance and SIGReg (the density term gets one more, unaugmented)."""
     augment: str = "auto"
     """View augmentation: strong (natural images), mild (rendered frames), or auto (chosen by data source)."""
     seed: int = 0
