@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flowjepa.errors import InvalidInputError, TrainingDivergedError
 
@@ -45,6 +46,19 @@ def user_errors(command: F) -> F:
             raise typer.Exit(USER_ERROR_EXIT_CODE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def training_progress() -> Progress:
+    """Return the progress bar of training commands; each task carries a ``metrics`` text field."""
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[metrics]}"),
+    )
+    return Progress(*columns, console=console, transient=False)
 
 
 def tune_allocator() -> None:

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.common import console, user_errors
+from cli.common import console, training_progress, user_errors
 from flowjepa.errors import InvalidInputError
 
 FIELD_DOCS = 'Fields of --config use the option names with underscores, for example {"batch_size": 32}.'
@@ -113,15 +112,7 @@ def pretrain_command(
     run_config.validate()
     console.print(f"[bold]pretrain[/] -> {run_config.out}  ({run_config.steps} steps, batch {run_config.batch_size})")
 
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[metrics]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with training_progress() as progress:
         task = progress.add_task("pretrain", total=run_config.steps, metrics="")
 
         def on_step(step: int, metrics: dict[str, float]) -> None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.common import console, user_errors
+from cli.common import console, training_progress, user_errors
 from planning.train import WorldModelTrainConfig
 
 _DEFAULTS = WorldModelTrainConfig(encoder="", data="")
@@ -74,15 +73,7 @@ def train_world_model_command(
     config.validate()
     console.print(f"[bold]train-world-model[/] -> {out}  ({steps} steps, {transition}, history {history})")
 
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[metrics]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
+    with training_progress() as progress:
         encode_task = progress.add_task("encode episodes", total=None, metrics="")
         train_task = progress.add_task("train", total=steps, metrics="", visible=False)
         status: dict[str, str] = {}
