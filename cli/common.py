@@ -65,7 +65,7 @@ def tune_allocator() -> None:
     """Keep glibc from returning large activation buffers to the OS after every step.
 
     Activations of a 64 px flow exceed glibc's mmap threshold, so each one was
-    a fresh mmap; turning mmap off for malloc and raising the trim threshold
+    a fresh mmap. Turning mmap off for malloc and raising the trim threshold
     doubled CPU training throughput on a 2-core machine (measured with a
     coupling flow at batch 32). Harmless where glibc is absent.
     """

@@ -1,6 +1,6 @@
 """Variational augmentation (Augmented Normalizing Flows, Huang, Dinh and Courville, arXiv:2002.07101).
 
-The flow sees ``[y, u]`` where ``y`` is the logit-space image and
+The flow transforms ``[y, u]`` where ``y`` is the logit-space image and
 ``u ~ q(u | y) = N(mu(y), diag sigma(y)^2)`` has ``aug_channels`` channels at
 full resolution. The bound on the image density is
 ``log p(y) >= E_q[log p(y, u) - log q(u | y)]``; decoding drops ``u``.

@@ -5,9 +5,9 @@ fsynced and renamed over the target, so a killed write never leaves a file
 that loads as valid. Tensors go into safetensors files; everything else
 (nested dicts, lists, numbers, strings) goes into JSON. Nothing is unpickled.
 
-A training checkpoint is one safetensors file whose metadata holds the JSON
+A training checkpoint is one safetensors file whose metadata contains the JSON
 skeleton of an arbitrary nested state (model, optimiser, scheduler, RNG
-states, step); each tensor in the skeleton is replaced by a reference to a
+states, step). Each tensor in the skeleton is replaced by a reference to a
 named tensor in the file.
 """
 

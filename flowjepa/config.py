@@ -132,7 +132,7 @@ class FlowJEPAConfig:
 
     @classmethod
     def tiny(cls, image_size: int = 16, **overrides: Any) -> FlowJEPAConfig:
-        """A small model for tests and smoke runs (a few thousand parameters per layer)."""
+        """Return a small model config for tests and smoke runs (a few thousand parameters per layer)."""
         values: dict[str, Any] = dict(
             image_size=image_size,
             levels=2,

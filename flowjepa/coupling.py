@@ -15,7 +15,7 @@ class MaskedAffineCoupling(nn.Module):
     """Affine coupling driven by an arbitrary binary mask.
 
     ``y = m * x + (1 - m) * (x * exp(s) + t)`` where ``(s, t)`` come from a
-    convolutional conditioner that sees ``m * x`` and the mask ``m`` itself, so
+    convolutional conditioner that takes ``m * x`` and the mask ``m`` itself, so
     one set of weights serves any mask. The Jacobian is triangular up to a
     permutation, with ``log|det| = sum((1 - m) * s)``. The log-scale is
     soft-clamped, ``s = c * tanh(s_raw / c)``, so outputs and log-dets stay
@@ -56,7 +56,7 @@ class MaskedAffineCoupling(nn.Module):
         return y, (free * s).flatten(1).sum(1)
 
     def inverse(self, y: Tensor, mask: Tensor) -> Tensor:
-        """Invert :meth:`forward` for the same mask; ``m * y == m * x``, so the conditioner sees the same input."""
+        """Invert :meth:`forward` for the same mask; ``m * y == m * x``, so the conditioner gets the same input."""
         s, t = self._scale_shift(y * mask, mask)
         free = 1.0 - mask
         return mask * y + free * ((y - t) * torch.exp(-s))

@@ -42,7 +42,7 @@ FOLDER_LAYOUT_HELP = (
 
 @dataclass
 class ViewSpec:
-    """How the views of one image are made."""
+    """Recipe for the views of one image."""
 
     image_size: int
     num_views: int = 2

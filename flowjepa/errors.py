@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 class InvalidInputError(ValueError):
-    """A value given by the user is invalid; the message says which and how to fix it."""
+    """A value given by the user is invalid; the message names it and how to fix it."""
 
 
 class TrainingDivergedError(RuntimeError):

@@ -1,6 +1,6 @@
 """Binary coupling masks: stochastic complementary pairs, independent draws, or checkerboards.
 
-A mask ``m`` has one entry per dimension of the tensor a coupling sees,
+A mask ``m`` has one entry per dimension of the tensor a coupling transforms,
 ``(C, H, W)``; entries equal to 1 pass through unchanged and condition the
 update of the entries equal to 0.
 

@@ -139,7 +139,7 @@ class FlowJEPA(nn.Module):
     # ------------------------------------------------------------- semantics
 
     def code(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
-        """The linear code ``W z + b(c)`` ``(B, code_dim)`` of latents ``z``."""
+        """Return the linear code ``W z + b(c)`` ``(B, code_dim)`` of latents ``z``."""
         mean, _ = self.prior.encode(z, condition)
         return mean
 

@@ -12,7 +12,7 @@ For standard normal samples ``E[T] = 2 * integral_0^inf (1 - e^{-t^2}) e^{-t^2/2
 embedding grows linearly with the batch size.
 
 Under ``torch.distributed`` the empirical characteristic function is averaged
-over all ranks before the statistic is formed, so the test sees the global batch.
+over all ranks before the statistic is formed, so the test covers the global batch.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
         raise InvalidInputError(f"--resume was given but {checkpoint_path} does not exist; start without --resume")
     if not resume and checkpoint_path.is_file():
         raise InvalidInputError(
-            f"run folder {run_dir} already holds a checkpoint; pass --resume to continue it, or choose another --out"
+            f"run folder {run_dir} already contains a checkpoint; pass --resume to continue it, or choose another --out"
         )
     if resume:
         _check_resume_compatible(read_json(run_dir / RUN_CONFIG_FILE, "run config"), config, run_dir)
@@ -285,7 +285,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
     root = _prepare_data(config, run_dir, parallel)
     base = open_source(config.data, root, "train", config.download)
     kind = target_kind(base)
-    strength = config.augment if config.augment != "auto" else ("mild" if kind == "state" else "strong")
+    strength = config.augment
+    if strength == "auto":
+        strength = "mild" if kind == "state" else "strong"
     dataset = MultiViewDataset(base, ViewSpec(config.image_size, config.views, strength), kind)
     if config.batch_size % parallel.world != 0:
         raise InvalidInputError(
@@ -315,7 +317,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
 
     sampler = StepBatchSampler(len(dataset), config.batch_size, config.seed, start_step, parallel.rank, parallel.world)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=config.num_workers)
-    metrics_log = MetricsLog(run_dir, resume_step=start_step if resume else None) if parallel.is_main else None
+    metrics_log = None
+    if parallel.is_main:
+        metrics_log = MetricsLog(run_dir, resume_step=start_step if resume else None)
 
     step = start_step
     deadline = None if config.time_limit is None else time.monotonic() + 60.0 * config.time_limit
@@ -361,7 +365,7 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
 
 
 def _time_is_up(deadline: float, parallel: _Distributed) -> bool:
-    """Whether the budget is spent; rank 0 decides so every rank stops at the same step."""
+    """Return whether the budget is spent; rank 0 decides, so every rank stops at the same step."""
     flag = torch.tensor([float(time.monotonic() >= deadline)])
     if parallel.world > 1:
         dist.broadcast(flag, src=0)

@@ -12,7 +12,7 @@ import pytest
 
 TOLERANCE = 0.06
 """Relative tolerance on the first steps' losses. The ranks draw their own dequantisation, augmentation and
-mask noise, so the global batch sees other noise than in one process; the data, the initial weights, the
+mask noise, so the global batch gets other noise than in one process; the data, the initial weights, the
 ActNorm initialisation and the SIGReg directions are identical. Gaps of up to 3.7% were seen at step 2."""
 
 SCRIPT = textwrap.dedent(
