@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -14,35 +12,27 @@ import flowjepa.train as train_module
 from flowjepa import FlowJEPA, InvalidInputError, TrainingDivergedError
 from flowjepa.checkpoint import atomic_write_bytes, load_state, save_state
 from flowjepa.train import CHECKPOINT_FILE, pretrain
+from tests.killing import kill_at_checkpoint
 from tests.test_pretrain_cli import TINY_MODEL, tiny_config
+
+# Long enough that the run cannot finish between the poll that sees step 4 and the kill:
+# a tiny step takes about 10 ms, so 8 steps once raced past the kill on a fast machine.
+KILLED_RUN_STEPS = 160
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(small_image_folder, tmp_path):
-    reference = pretrain(tiny_config(small_image_folder, tmp_path / "reference", steps=8))
+    reference = pretrain(tiny_config(small_image_folder, tmp_path / "reference", steps=KILLED_RUN_STEPS))
 
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "cli.main", "pretrain", "--data", "folder", "--data-root",
-               str(small_image_folder), "--image-size", "16", "--batch-size", "4", "--steps", "8",
+               str(small_image_folder), "--image-size", "16", "--batch-size", "4", "--steps", str(KILLED_RUN_STEPS),
                "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu", "--out", str(out),
                "--sigreg-directions", "16"] + TINY_MODEL  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            checkpoint = out / CHECKPOINT_FILE
-            if checkpoint.is_file() and load_state(checkpoint)["step"] >= 4:
-                break
-            if process.poll() is not None:
-                pytest.fail(f"the run ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    killed_at = load_state(out / CHECKPOINT_FILE)["step"]
-    assert 4 <= killed_at < 8
+    killed_at = kill_at_checkpoint(process, out / CHECKPOINT_FILE, step=4)
+    assert 4 <= killed_at < KILLED_RUN_STEPS
 
-    resumed = pretrain(tiny_config(small_image_folder, out, steps=8), resume=True)
+    resumed = pretrain(tiny_config(small_image_folder, out, steps=KILLED_RUN_STEPS), resume=True)
 
     first = FlowJEPA.from_pretrained(reference).state_dict()
     second = FlowJEPA.from_pretrained(resumed).state_dict()

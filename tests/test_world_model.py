@@ -202,7 +202,8 @@ def test_world_model_config_rejects_unknown_fields():
 def test_sigkill_then_resume_matches_uninterrupted_run(encoder_dir, data_dir, tmp_path):
     import subprocess
     import sys
-    import time
+
+    from tests.killing import kill_at_checkpoint
 
     steps = 60
     straight = train_world_model(
@@ -217,23 +218,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(encoder_dir, data_dir, tm
         "--log-every", "1", "--device", "cpu",
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:
-            checkpoint = run_dir / CHECKPOINT_FILE
-            try:
-                if checkpoint.is_file() and load_state(checkpoint)["step"] >= 4:
-                    break
-            except InvalidInputError:
-                pass  # the file was being replaced; read it again
-            if process.poll() is not None:
-                pytest.fail(f"training ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL
-    killed_at = load_state(run_dir / CHECKPOINT_FILE)["step"]
+    killed_at = kill_at_checkpoint(process, run_dir / CHECKPOINT_FILE, step=4)
     assert 4 <= killed_at < steps
 
     train_world_model(make_config(encoder_dir, data_dir, run_dir, steps=steps, checkpoint_every=2), resume=True)
