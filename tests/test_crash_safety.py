@@ -15,8 +15,8 @@ from flowjepa.train import CHECKPOINT_FILE, pretrain
 from tests.killing import kill_at_checkpoint
 from tests.test_pretrain_cli import TINY_MODEL, tiny_config
 
-# Long enough that the run cannot finish between the poll that sees step 4 and the kill:
-# a tiny step takes about 10 ms, so 8 steps once raced past the kill on a fast machine.
+# A tiny step takes roughly 10 ms on a fast CPU (estimate), so the run needs far more steps than
+# it can finish between the poll that sees step 4 and the kill.
 KILLED_RUN_STEPS = 160
 
 
