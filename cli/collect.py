@@ -19,6 +19,12 @@ def collect_command(
         help="random (uniform), ou (correlated random forces) or balance (scripted, cart-pole envs only). "
         r"\[default: balance for cart-poles, ou otherwise]",
     ),
+    noise: float | None = typer.Option(
+        None,
+        help="Standard deviation of the policy's correlated action noise, in unit-action units (ou: the action "
+        "itself; balance: added to the controller so the pole tilts and recovers, above about 0.5 it also falls). "
+        r"\[default: ou 0.6, balance 0.25]",
+    ),
     seed: int = typer.Option(0, help="Seed of the collection; each episode's seed derives from it and its index."),
     size: int = typer.Option(64, help="Frame side in pixels."),
     action_repeat: int | None = typer.Option(
@@ -45,6 +51,7 @@ def collect_command(
         episodes=episodes,
         steps=steps,
         policy=policy,
+        noise=noise,
         seed=seed,
         size=size,
         action_repeat=action_repeat,

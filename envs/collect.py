@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from envs.base import PixelEnv, validate_seed
-from envs.policies import Policy, check_policy, make_policy
+from envs.policies import Policy, check_policy, make_policy, validate_noise
 from envs.registry import get_spec, make, validate_action_repeat, validate_size
 from envs.shards import (
     FORMAT_NAME,
@@ -32,7 +32,7 @@ from flowjepa.errors import InvalidInputError
 logger = logging.getLogger(__name__)
 
 # Options that must match when a collection is resumed, because they change the data.
-_RESUME_KEYS = ("env", "size", "action_repeat", "policy", "seed", "steps")
+_RESUME_KEYS = ("env", "size", "action_repeat", "policy", "noise", "seed", "steps")
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -51,6 +51,7 @@ def collect(
     seed: int = 0,
     size: int = 64,
     action_repeat: int | None = None,
+    noise: float | None = None,
     progress: bool = True,
 ) -> Path:
     """Collect ``episodes`` episodes of ``steps`` env steps into ``out_dir`` and return the folder.
@@ -60,7 +61,8 @@ def collect(
     intact shards listed in the manifest are kept, missing or corrupt ones are
     collected again, and asking for more episodes extends the folder. An
     episode ends early only when the env terminates it (``cartpole-gym``
-    when the pole falls); there is no time limit.
+    when the pole falls); there is no time limit. ``noise`` overrides the
+    policy's action noise (see :func:`envs.policies.make_policy`).
 
     Raises:
         InvalidInputError: an argument is invalid, or the folder contains another
@@ -70,6 +72,8 @@ def collect(
     episodes = _positive_int(episodes, "episodes")
     steps = _positive_int(steps, "steps")
     check_policy(policy, env_name)
+    if noise is not None:
+        noise = validate_noise(noise, policy)
     seed = validate_seed(seed)
     size = validate_size(size)
     action_repeat = validate_action_repeat(spec.default_action_repeat if action_repeat is None else action_repeat)
@@ -83,12 +87,13 @@ def collect(
         "size": size,
         "action_repeat": action_repeat,
         "policy": policy,
+        "noise": noise,
         "seed": seed,
         "steps": steps,
     }
     env = make(env_name, size=size, action_repeat=action_repeat, time_limit=None)
     try:
-        agent = make_policy(policy, env)
+        agent = make_policy(policy, env, noise=noise)
         manifest = _open_manifest(root, options, env)
         manifest["episodes_requested"] = max(episodes, int(manifest.get("episodes_requested", 0)))
         write_manifest(root, manifest)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -141,9 +142,34 @@ _POLICY_CLASSES: dict[str, type[Policy]] = {
 }
 
 
-def make_policy(name: str, env: PixelEnv, seed: int = 0) -> Policy:
-    """Build the policy called ``name`` (one of :data:`POLICY_NAMES`) for ``env``, seeded with ``seed``."""
+NOISY_POLICIES = {"ou": "sigma", "balance": "noise_sigma"}
+"""Policies whose action noise ``make_policy(noise=...)`` sets, and the constructor argument it goes to."""
+
+
+def make_policy(name: str, env: PixelEnv, seed: int = 0, noise: float | None = None) -> Policy:
+    """Build the policy called ``name`` (one of :data:`POLICY_NAMES`) for ``env``, seeded with ``seed``.
+
+    ``noise`` is the standard deviation of the policy's Ornstein-Uhlenbeck noise in unit-action units
+    (``ou``: the action itself, default 0.6; ``balance``: the noise added to the controller, default 0.25).
+    ``None`` keeps the policy's default.
+    """
     check_policy(name, env.name)
-    policy = _POLICY_CLASSES[name](env)
+    options = {}
+    if noise is not None:
+        options[NOISY_POLICIES[name]] = validate_noise(noise, name)
+    policy = _POLICY_CLASSES[name](env, **options)
     policy.reset(seed)
     return policy
+
+
+def validate_noise(noise: Any, policy: str) -> float:
+    """Return ``noise`` as a float when ``policy`` takes one, raising ``InvalidInputError`` otherwise."""
+    if policy not in NOISY_POLICIES:
+        raise InvalidInputError(
+            f"--noise does not apply to policy {policy!r}; use it with {' or '.join(NOISY_POLICIES)}, or drop it"
+        )
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (0.0 <= noise <= 10.0):
+        raise InvalidInputError(
+            f"--noise={noise!r} is invalid; pass a number from 0 to 10 (standard deviation in unit-action units)"
+        )
+    return float(noise)

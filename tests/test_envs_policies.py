@@ -140,6 +140,42 @@ def test_ou_policy_is_correlated():
     assert 0.4 < values.std() < 0.6
 
 
+def test_noise_option_sets_ou_std():
+    with envs.make("cartpole-gym", size=SIZE) as env:
+        policy = make_policy("ou", env, seed=0, noise=0.2)
+        values = np.array([policy.act(np.zeros(4))[0] for _ in range(20000)])
+    assert policy.sigma == 0.2
+    assert 0.17 < values.std() < 0.23
+
+
+def test_noise_option_widens_balance_tilts():
+    # The same seeded episode with more controller noise reaches larger pole angles.
+    largest = {}
+    with envs.make("cartpole", size=SIZE) as env:
+        for noise in (0.0, 0.5):
+            env.reset(seed=5)
+            policy = make_policy("balance", env, seed=5, noise=noise)
+            angles = []
+            for _ in range(150):
+                env.step(policy.act(env.physical_state()))
+                angles.append(abs(math.remainder(env.physical_state()[1], 2 * math.pi)))
+            largest[noise] = max(angles)
+    assert largest[0.0] < 0.1
+    assert largest[0.5] > 2 * largest[0.0]
+
+
+@pytest.mark.parametrize(("policy", "noise", "message"), [
+    ("random", 0.3, "does not apply to policy 'random'"),
+    ("ou", -0.1, "invalid"),
+    ("ou", float("nan"), "invalid"),
+    ("balance", True, "invalid"),
+])  # fmt: skip
+def test_invalid_noise_is_rejected(policy, noise, message):
+    with envs.make("cartpole", size=SIZE) as env:
+        with pytest.raises(InvalidInputError, match=message):
+            make_policy(policy, env, noise=noise)
+
+
 def test_unknown_policy_lists_valid_names():
     with envs.make("cartpole-gym", size=SIZE) as env:
         with pytest.raises(InvalidInputError) as error:
