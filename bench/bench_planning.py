@@ -194,6 +194,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="timed plans per planner with --timing-only")
     parser.add_argument(
+        "--every-step-weight", type=float, default=0.0, help="weight of the goal distance at every planned step"
+    )
+    parser.add_argument(
+        "--smoothness-weight", type=float, default=0.01, help="weight of the squared change between actions"
+    )
+    parser.add_argument(
         "--budgets", type=json.loads, default=None, help='JSON overrides, e.g. \'{"cem": {"population": 300}}\''
     )
     args = parser.parse_args(argv)
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         world_model = LatentWorldModel.from_pretrained(world_model_dir).requires_grad_(False)
         size = encoder.config.image_size
         tasks = make_tasks(args.tasks, size, args.seed)
-        cost = CostWeights()
+        cost = CostWeights(every_step=args.every_step_weight, smoothness=args.smoothness_weight)
 
         rows, per_task = [], {}
         with make(ENV_NAME, size=size, time_limit=None) as env:

@@ -15,7 +15,11 @@ _DEFAULTS = WorldModelTrainConfig(encoder="", data="")
 @user_errors
 def train_world_model_command(
     encoder: Path = typer.Option(..., help="Encoder folder, or a pretrain run folder containing model/."),
-    data: Path = typer.Option(..., help="Collection folder written by `flowjepa collect`."),
+    data: list[Path] = typer.Option(
+        ...,
+        help="Collection folder written by `flowjepa collect`. Repeat to combine folders of the same env, "
+        "e.g. scripted and random-action episodes.",
+    ),
     out: Path = typer.Option(Path(_DEFAULTS.out), help="Run folder; the trained world model is written into it."),
     history: int = typer.Option(_DEFAULTS.history, help="Past frames k whose codes form the state."),
     transition: str = typer.Option(_DEFAULTS.transition, help="Transition network: ode or residual."),
@@ -49,7 +53,7 @@ def train_world_model_command(
 
     config = WorldModelTrainConfig(
         encoder=str(encoder),
-        data=str(data),
+        data=str(data[0]) if len(data) == 1 else [str(folder) for folder in data],
         out=str(out),
         history=history,
         transition=transition,
@@ -93,7 +97,8 @@ def train_world_model_command(
         except TrainingInterrupted as stopped:
             progress.stop()
             console.print(
-                f"[yellow]{stopped}[/]. Resume with: flowjepa train-world-model --encoder {encoder} --data {data} "
+                f"[yellow]{stopped}[/]. Resume with: flowjepa train-world-model --encoder {encoder} "
+                f"{' '.join(f'--data {folder}' for folder in data)} "
                 f"--out {stopped.run_dir} --resume (plus the original options)"
             )
             raise typer.Exit(130) from None

@@ -1,8 +1,8 @@
 """Training data of the world model: collected episodes encoded once by the frozen encoder.
 
 Codes of every frame are computed once and cached in the run folder
-(``codes.safetensors``), keyed by the encoder fingerprint and the collection's
-manifest, so resuming or re-running training never encodes again. Windows of
+(``codes.safetensors``), keyed by the encoder fingerprint and the manifests of
+the collections, so resuming or re-running training never encodes again. Windows of
 ``history + rollout`` consecutive frames are then cut from the cached codes.
 """
 
@@ -63,23 +63,54 @@ def encode_frames(encoder: Any, frames: np.ndarray) -> Tensor:
     return torch.cat(codes)
 
 
+# Manifest fields that must agree between the folders of one training set.
+_SHARED_FIELDS = ("env", "size", "action_repeat", "dt", "action_space")
+
+
+def data_folders(data: str | Path | list[str] | list[Path]) -> list[Path]:
+    """Return the collection folders of a ``data`` option: one folder, or a list of folders."""
+    folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(folder) for folder in data]
+    if not folders:
+        raise InvalidInputError("no --data folder given; pass at least one folder written by `flowjepa collect`")
+    return folders
+
+
+def read_manifests(folders: list[Path]) -> list[dict[str, Any]]:
+    """Read the manifest of each folder and check that the folders can be trained on together."""
+    from envs.shards import read_manifest
+
+    manifests = [read_manifest(folder) for folder in folders]
+    first = manifests[0]
+    for folder, manifest in zip(folders[1:], manifests[1:]):
+        for field in _SHARED_FIELDS:
+            if manifest.get(field) != first.get(field):
+                raise InvalidInputError(
+                    f"--data folders {folders[0]} and {folder} differ in {field} ({first.get(field)!r} vs "
+                    f"{manifest.get(field)!r}); combine only collections of the same env, frame size and action repeat"
+                )
+    return manifests
+
+
 def encode_dataset(
     encoder: Any,
-    data_dir: str | Path,
+    data: str | Path | list[str] | list[Path],
     run_dir: str | Path,
     fingerprint: str,
     val_fraction: float,
     on_episode: Callable[[int, int], None] | None = None,
 ) -> EncodedDataset:
-    """Encode the train and validation episodes of ``data_dir``, reusing the cache in ``run_dir`` when it matches.
+    """Encode the train and validation episodes of one or more collection folders, reusing the cache in ``run_dir``.
 
-    ``on_episode(done, total)`` reports encoding progress.
+    With several folders, each one is split by ``val_fraction`` on its own and the splits are
+    concatenated, so every folder contributes validation episodes. ``on_episode(done, total)``
+    reports encoding progress.
     """
     from envs.dataset import load_episodes, relaxed_actions
-    from envs.shards import read_manifest
 
-    manifest = read_manifest(data_dir)
-    signature = manifest_signature(manifest)
+    folders = data_folders(data)
+    manifests = read_manifests(folders)
+    manifest = manifests[0]
+    signature = manifest_signature(manifest if len(manifests) == 1 else {"folders": manifests})
     cache_path = Path(run_dir) / CODE_CACHE_FILE
     if cache_path.is_file():
         cached = load_state(cache_path)
@@ -98,15 +129,17 @@ def encode_dataset(
 
     if manifest.get("size") != encoder.config.image_size:
         raise InvalidInputError(
-            f"{data_dir} contains {manifest.get('size')} px frames but the encoder takes "
+            f"{folders[0]} contains {manifest.get('size')} px frames but the encoder takes "
             f"{encoder.config.image_size} px; collect with --size {encoder.config.image_size}"
         )
-    _, train_episodes = load_episodes(data_dir, "train", val_fraction)
-    _, val_episodes = load_episodes(data_dir, "val", val_fraction)
-    total = len(train_episodes) + len(val_episodes)
+    splits_by_name: dict[str, list] = {"train": [], "val": []}
+    for folder in folders:
+        for split in splits_by_name:
+            splits_by_name[split].extend(load_episodes(folder, split, val_fraction)[1])
+    total = sum(len(episodes) for episodes in splits_by_name.values())
     splits = []
     done = 0
-    for episodes in (train_episodes, val_episodes):
+    for episodes in splits_by_name.values():
         codes, actions = [], []
         for episode in episodes:
             codes.append(encode_frames(encoder, episode.frames))

@@ -48,8 +48,8 @@ class WorldModelTrainConfig:
 
     encoder: str
     """Encoder folder (``RUN/model`` of pretrain) or a pretrain run folder."""
-    data: str
-    """Collection folder written by ``flowjepa collect``."""
+    data: str | list[str]
+    """Collection folder written by ``flowjepa collect``, or a list of such folders of the same env."""
     out: str = "runs/world_model"
     """Run folder; it also becomes the world model folder."""
     history: int = 3

@@ -46,10 +46,10 @@ def data_dir(tmp_path_factory) -> Path:
     return collect("cartpole", root, episodes=4, steps=24, policy="ou", seed=0, size=IMAGE_SIZE, progress=False)
 
 
-def make_config(encoder_dir: Path, data_dir: Path, out: Path, **overrides) -> WorldModelTrainConfig:
+def make_config(encoder_dir: Path, data_dir: Path | list[str], out: Path, **overrides) -> WorldModelTrainConfig:
     values = dict(
         encoder=str(encoder_dir),
-        data=str(data_dir),
+        data=[str(folder) for folder in data_dir] if isinstance(data_dir, list) else str(data_dir),
         out=str(out),
         history=2,
         hidden_dim=32,
@@ -64,6 +64,39 @@ def make_config(encoder_dir: Path, data_dir: Path, out: Path, **overrides) -> Wo
     )
     values.update(overrides)
     return WorldModelTrainConfig(**values)
+
+
+def test_two_data_folders_are_combined(encoder_dir, data_dir, tmp_path):
+    from envs.collect import collect
+    from planning.data import encode_dataset
+
+    second = collect(
+        "cartpole", tmp_path / "balance", episodes=4, steps=20, policy="balance", seed=1, size=IMAGE_SIZE,
+        progress=False,
+    )  # fmt: skip
+    encoder = FlowJEPA.from_pretrained(encoder_dir)
+    combined = encode_dataset(
+        encoder, [data_dir, second], tmp_path / "codes", encoder_fingerprint(encoder), val_fraction=0.25
+    )
+
+    # Each folder gives 3 training and 1 validation episode; frames keep their own episode lengths.
+    assert len(combined.train.codes) == 6
+    assert len(combined.val.codes) == 2
+    assert sorted(len(codes) for codes in combined.train.codes) == [21, 21, 21, 25, 25, 25]
+
+    folder = train_world_model(make_config(encoder_dir, [str(data_dir), str(second)], tmp_path / "run"))
+    assert (folder / "world_model.safetensors").is_file()
+
+
+def test_data_folders_of_other_envs_are_rejected(encoder_dir, data_dir, tmp_path):
+    from envs.collect import collect
+
+    swingup = collect(
+        "cartpole-swingup", tmp_path / "swingup", episodes=2, steps=8, policy="ou", seed=0, size=IMAGE_SIZE,
+        progress=False,
+    )  # fmt: skip
+    with pytest.raises(InvalidInputError, match="differ in env"):
+        train_world_model(make_config(encoder_dir, [str(data_dir), str(swingup)], tmp_path / "run"))
 
 
 @pytest.mark.parametrize("transition", ["ode", "residual"])
