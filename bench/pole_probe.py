@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.encoder} on {args.data}: {result['frames']} frames, {result['near_upright_frames']} near upright")
     print("| read-out | frames | " + " | ".join(STATE_TARGET_NAMES) + " |")
     print("|---|---|" + "---|" * len(STATE_TARGET_NAMES))
-    for name, scope in (("ridge_all", "all"), ("ridge_near_upright", f"|angle| < {args.max_angle:g}")):
+    for name, scope in (("ridge_all", "all"), ("ridge_near_upright", f"upright within {args.max_angle:g} rad")):
         values = " | ".join(f"{result[name][target]:.3f}" for target in STATE_TARGET_NAMES)
         print(f"| ridge | {scope} | {values} |")
     mlp = result["mlp_near_upright"]
