@@ -57,6 +57,14 @@ def goal_state(env_name: str, state: Any = None, **values: float) -> np.ndarray:
 
     if not np.all(np.isfinite(vector)):
         raise InvalidInputError(f"{env_name}: goal state {vector.tolist()} contains NaN or infinity")
+    if spec.cartpole is not None:
+        position = float(vector[names.index("cart_position")])
+        limit = spec.cartpole.view_range
+        if abs(position) > limit:
+            raise InvalidInputError(
+                f"{env_name}: goal cart_position={position:g} m is outside the camera's view, so the goal image "
+                f"would show no cart; pass a position within +-{limit:g} m"
+            )
     return vector
 
 

@@ -23,6 +23,8 @@ class CartPoleParams:
     ``force_per_action`` the force in newtons of a unit action.
     ``target_range`` bounds the cart positions (m, symmetric) that the
     ``balance`` policy steers to, chosen to stay inside the camera's view.
+    ``view_range`` bounds the cart positions (m, symmetric) at which the
+    whole cart is inside the default camera's frame.
     """
 
     cart_mass: float
@@ -30,6 +32,7 @@ class CartPoleParams:
     pole_half_length: float
     force_per_action: float
     target_range: float
+    view_range: float = 1.6
     gravity: float = 9.81
 
 
