@@ -10,6 +10,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Undo a test's torch.set_num_threads (bench scripts set it), so later tests run as configured."""
+    import torch
+
+    previous = torch.get_num_threads()
+    yield
+    torch.set_num_threads(previous)
+
+
 def imagenette_root() -> Path | None:
     """The resized Imagenette copy beside the repository, or FLOWJEPA_IMAGENETTE, if present."""
     candidates = [os.environ.get("FLOWJEPA_IMAGENETTE"), REPO_ROOT.parent / "shared" / "data" / "imagenette-224"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -20,7 +21,16 @@ from tests.test_pretrain_cli import TINY_MODEL, tiny_config
 KILLED_RUN_STEPS = 160
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(small_image_folder, tmp_path):
+@pytest.fixture
+def single_thread():
+    """Run torch on one thread, so float sums have one order whatever the machine's load."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    torch.set_num_threads(previous)
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(small_image_folder, tmp_path, single_thread):
     reference = pretrain(tiny_config(small_image_folder, tmp_path / "reference", steps=KILLED_RUN_STEPS))
 
     out = tmp_path / "killed"
@@ -28,7 +38,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(small_image_folder, tmp_p
                str(small_image_folder), "--image-size", "16", "--batch-size", "4", "--steps", str(KILLED_RUN_STEPS),
                "--checkpoint-every", "2", "--log-every", "1", "--device", "cpu", "--out", str(out),
                "--sigreg-directions", "16"] + TINY_MODEL  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=single_thread)
     killed_at = kill_at_checkpoint(process, out / CHECKPOINT_FILE, step=4)
     assert 4 <= killed_at < KILLED_RUN_STEPS
 
