@@ -13,7 +13,8 @@ Conversion rule (also printed by ``flowjepa plan --help``):
   within 1%, so the longer side is at most 1.01 times the shorter. It is then
   resized to the model's size with Lanczos filtering. Other aspect ratios are
   rejected, because resizing would distort the scene and cropping could cut
-  the cart out.
+  the cart out. Images whose side is under a quarter of the model's size are
+  rejected too: upscaling them more than 4 times cannot restore the scene.
 - Metadata: a PNG written by ``flowjepa goal`` carries its environment and
   physical state, which lets ``plan`` report the true state distance and success.
 """
@@ -37,12 +38,13 @@ ACCEPTED_FORMATS = ("PNG", "JPEG")
 GREYSCALE_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 CONVERTED_MODES = ("RGBA", "RGBa", "RGBX", "P", "PA", "YCbCr")
 MAX_ASPECT = 1.01
+MAX_UPSCALE = 4
 _EXIF_ORIENTATION = 0x0112
 
 CONVERSION_RULE = (
     "PNG or JPEG up to 4096x4096 px. RGB is used as is; RGBA, palette and YCbCr images are converted to RGB "
-    "(alpha must be fully opaque); greyscale and CMYK are rejected. The image must be square within 1% and is "
-    "resized to the model's size with Lanczos filtering."
+    "(alpha must be fully opaque); greyscale and CMYK are rejected. The image must be square within 1%, at least a "
+    "quarter of the model's size, and is resized to the model's size with Lanczos filtering."
 )
 
 
@@ -126,6 +128,11 @@ def _to_size(image: Image.Image, size: int, path: Path, conversions: list[str]) 
         raise InvalidInputError(
             f"goal image {path} is {width}x{height} px but the model needs a square {size}x{size} image; "
             "crop it to a square around the scene first (resizing it would distort the scene)"
+        )
+    if MAX_UPSCALE * min(width, height) < size:
+        raise InvalidInputError(
+            f"goal image {path} is {width}x{height} px, too small for the model's {size}x{size} input "
+            f"(at most {MAX_UPSCALE}x upscaling); render it with `flowjepa goal --size {size}` or pass a larger image"
         )
     conversions.append(f"resized {width}x{height} -> {size}x{size} (Lanczos)")
     return image.resize((size, size), Image.Resampling.LANCZOS)

@@ -215,6 +215,8 @@ def test_goal_large_square_is_resized_and_jpeg_accepted(tmp_path):
         ("anim.gif", lambda: Image.new("RGB", (16, 16)), "pass a PNG or JPEG"),
         ("huge.png", lambda: Image.new("1", (4097, 4097)), "over the limit of 4096x4096"),
         ("cmyk.jpg", lambda: Image.new("CMYK", (16, 16)), "CMYK"),
+        ("dot.png", lambda: Image.new("RGB", (1, 1)), "too small"),
+        ("small.png", lambda: Image.new("RGB", (3, 3)), "at most 4x upscaling"),
     ],
 )
 def test_goal_images_rejected_with_reason(tmp_path, name, make, message):
