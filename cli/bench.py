@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cli.common import console, user_errors
 from flowjepa.errors import InvalidInputError
@@ -111,7 +112,7 @@ def bench_command(
     try:
         results = run(options, echo=typer.echo)
     except TrainingInterrupted as error:
-        console.print(f"[bold yellow]interrupted:[/] {error}; sections finished before it are on the page")
+        console.print(f"[bold yellow]interrupted:[/] {escape(str(error))}; sections finished before it are on the page")
         raise typer.Exit(130) from None
     failed = [result.key for result in results if result.status == "failed"]
     if failed:

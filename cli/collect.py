@@ -60,7 +60,8 @@ def collect_command(
     manifest = read_manifest(root)
     total_bytes = sum(entry["bytes"] for entry in manifest["episodes"])
     console.print(
-        f"{len(manifest['episodes'])} episodes, {manifest['frames']} frames of {manifest['env']} "
+        f"{len(manifest['episodes'])} episode{'s' if len(manifest['episodes']) != 1 else ''}, "
+        f"{manifest['frames']} frames of {manifest['env']} "
         f"at {manifest['size']} px ({total_bytes / 2**20:.1f} MiB) in {root}",
         highlight=False,
     )

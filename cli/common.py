@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from flowjepa.errors import InvalidInputError, TrainingDivergedError
@@ -31,15 +32,15 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except InvalidInputError as error:
-            console.print(f"[bold red]error:[/] {error}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(USER_ERROR_EXIT_CODE) from None
         except TrainingDivergedError as error:
-            console.print(f"[bold red]training stopped:[/] {error}", highlight=False)
+            console.print(f"[bold red]training stopped:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
         except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as error:
             # Paths come from the command line, so a path that cannot be used is the user's to fix.
             console.print(
-                f"[bold red]error:[/] cannot use the path {error.filename!r}: {error.strerror}; "
+                f"[bold red]error:[/] cannot use the path {escape(repr(error.filename))}: {error.strerror}; "
                 "choose another --out or input path",
                 highlight=False,
             )

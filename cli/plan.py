@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 
 from cli.common import console, user_errors
 from flowjepa.errors import InvalidInputError
@@ -190,7 +191,7 @@ def _run(options: dict[str, Any]) -> None:
                 progress=on_step,
             )
         except PlanningDivergedError as error:
-            console.print(f"[bold red]planning failed:[/] {error}", highlight=False)
+            console.print(f"[bold red]planning failed:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(1) from None
 
     out = Path(options["out"])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from cli.common import console, training_progress, user_errors
 from flowjepa.errors import InvalidInputError
@@ -125,7 +126,9 @@ def pretrain_command(
             model_dir = pretrain(run_config, resume=resume, on_step=on_step)
         except TrainingInterrupted as stopped:
             progress.stop()
-            console.print(f"[yellow]{stopped}[/]. Resume with: flowjepa pretrain --out {stopped.run_dir} --resume")
+            console.print(
+                f"[yellow]{escape(str(stopped))}[/]. Resume with: flowjepa pretrain --out {stopped.run_dir} --resume"
+            )
             raise typer.Exit(130) from None
 
     console.print(f"[green]done[/]: model in {model_dir}; metrics in {Path(run_config.out) / 'metrics.jsonl'}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from cli.common import console, training_progress, user_errors
 from planning.train import WorldModelTrainConfig
@@ -97,7 +98,7 @@ def train_world_model_command(
         except TrainingInterrupted as stopped:
             progress.stop()
             console.print(
-                f"[yellow]{stopped}[/]. Resume with: flowjepa train-world-model --encoder {encoder} "
+                f"[yellow]{escape(str(stopped))}[/]. Resume with: flowjepa train-world-model --encoder {encoder} "
                 f"{' '.join(f'--data {folder}' for folder in data)} "
                 f"--out {stopped.run_dir} --resume (plus the original options)"
             )

@@ -131,9 +131,10 @@ def _open_manifest(root: Path, options: dict[str, Any], env: PixelEnv) -> dict[s
     manifest = read_manifest(root)
     for key in _RESUME_KEYS:
         if manifest.get(key) != options[key]:
+            stored, requested = (_option_text(key, value) for value in (manifest.get(key), options[key]))
             raise InvalidInputError(
-                f"{root} contains a collection with {key}={manifest.get(key)!r}, "
-                f"but {key}={options[key]!r} was requested; resume with the same options or pass a new --out folder"
+                f"{root} contains a collection with {key}={stored}, but {key}={requested} was requested; "
+                "resume with the same options or pass a new --out folder"
             )
 
     intact_entries = []
@@ -152,6 +153,13 @@ def _remove_temporary_files(root: Path) -> None:
         if TEMPORARY_PATTERN.match(path.name):
             logger.info("removing %s left by an interrupted write", path.name)
             path.unlink(missing_ok=True)
+
+
+def _option_text(key: str, value: Any) -> str:
+    """Return a collection option for a message; an unset noise reads as the policy's default."""
+    if key == "noise" and value is None:
+        return "the policy's default (not given)"
+    return repr(value)
 
 
 def _new_manifest(options: dict[str, Any], env: PixelEnv) -> dict[str, Any]:

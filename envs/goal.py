@@ -56,14 +56,16 @@ def goal_state(env_name: str, state: Any = None, **values: float) -> np.ndarray:
         vector = np.array([float(values.get(name, 0.0)) for name in names], dtype=np.float64)
 
     if not np.all(np.isfinite(vector)):
-        raise InvalidInputError(f"{env_name}: goal state {vector.tolist()} contains NaN or infinity")
+        raise InvalidInputError(
+            f"{env_name}: goal state {vector.tolist()} contains NaN or infinity; pass finite numbers"
+        )
     if spec.cartpole is not None:
         position = float(vector[names.index("cart_position")])
         limit = spec.cartpole.view_range
         if abs(position) > limit:
             raise InvalidInputError(
                 f"{env_name}: goal cart_position={position:g} m is outside the camera's view, so the goal image "
-                f"would show no cart; pass a position within +-{limit:g} m"
+                f"would show the cart cut off or not at all; pass a position within +-{limit:g} m"
             )
     return vector
 

@@ -72,6 +72,15 @@ def data_folders(data: str | Path | list[str] | list[Path]) -> list[Path]:
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(folder) for folder in data]
     if not folders:
         raise InvalidInputError("no --data folder given; pass at least one folder written by `flowjepa collect`")
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        resolved = folder.resolve()
+        if resolved in seen:
+            raise InvalidInputError(
+                f"--data {folder} is given twice (also as {seen[resolved]}), which would count its episodes twice; "
+                "pass each collection folder once"
+            )
+        seen[resolved] = folder
     return folders
 
 

@@ -171,7 +171,7 @@ def test_resume_with_other_options_is_rejected(gym_data, tmp_path):
         _collect(root, episodes=2, steps=12, policy="random")
     with pytest.raises(InvalidInputError, match="steps"):
         _collect(root, episodes=2, steps=13)
-    with pytest.raises(InvalidInputError, match="noise"):
+    with pytest.raises(InvalidInputError, match="noise=the policy's default"):
         _collect(root, episodes=2, steps=12, noise=0.3)
 
 

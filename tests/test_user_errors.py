@@ -34,6 +34,14 @@ def test_same_seed_gives_same_plan():
     assert np.array_equal(first.states, second.states)
 
 
+def test_error_text_in_brackets_is_printed(tmp_path):
+    # Rich would read "[nan, 0.0, ...]" as a style tag and drop it unless the message is escaped.
+    result = runner.invoke(app, ["goal", "--cart-position", "nan", "--out", str(tmp_path / "goal.png")])
+
+    assert result.exit_code == 2
+    assert "[nan, 0.0, 0.0, 0.0]" in result.output
+
+
 def test_truncated_goal_png_is_rejected(tmp_path):
     data = GOAL.read_bytes()
     truncated = tmp_path / "truncated.png"

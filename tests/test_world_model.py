@@ -97,6 +97,8 @@ def test_data_folders_of_other_envs_are_rejected(encoder_dir, data_dir, tmp_path
     )  # fmt: skip
     with pytest.raises(InvalidInputError, match="differ in env"):
         train_world_model(make_config(encoder_dir, [str(data_dir), str(swingup)], tmp_path / "run"))
+    with pytest.raises(InvalidInputError, match="given twice"):
+        train_world_model(make_config(encoder_dir, [str(data_dir), str(data_dir / ".")], tmp_path / "run"))
 
 
 @pytest.mark.parametrize("transition", ["ode", "residual"])
