@@ -31,6 +31,7 @@ import torch._dynamo  # noqa: F401
 from bench.bench_planning import ENV_NAME, build_quick_models, make_tasks
 from envs.cartpole_control import CartPoleController
 from envs.registry import get_spec, make
+from flowjepa.errors import InvalidInputError
 from planning.cost import CostWeights, goal_cost
 from planning.episode import frames_to_tensor
 from planning.loading import load_frozen_encoder
@@ -133,6 +134,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     parser.add_argument("--horizon", type=int, default=15, help="planned actions")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first task and of the planner")
     args = parser.parse_args(argv)
+    for name in ("tasks", "horizon"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
     torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -140,8 +144,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
             encoder_dir, world_model_dir = build_quick_models(Path(scratch))
         else:
             encoder_dir, world_model_dir = args.encoder, args.world_model
-        encoder = load_frozen_encoder(encoder_dir, torch.device("cpu"))
-        world_model = LatentWorldModel.from_pretrained(world_model_dir).requires_grad_(False)
+        try:
+            encoder = load_frozen_encoder(encoder_dir, torch.device("cpu"))
+            world_model = LatentWorldModel.from_pretrained(world_model_dir).requires_grad_(False)
+            world_model.check_encoder(encoder)
+        except InvalidInputError as error:
+            parser.exit(2, f"error: {error}\n")
         rows = diagnose(encoder, world_model, args.tasks, args.horizon, args.seed)
     print_rows(rows)
     return rows

@@ -120,13 +120,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--mlp-steps", type=int, default=3000, help="Adam steps of the MLP probe")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
+    for name in ("episodes", "stride", "mlp_steps", "threads"):
+        if getattr(args, name) < (2 if name == "episodes" else 1):
+            parser.error(f"--{name.replace('_', '-')} must be at least {2 if name == 'episodes' else 1}")
+    if not args.max_angle > 0:
+        parser.error(f"--max-angle must be a positive angle in rad, got {args.max_angle}")
     torch.set_num_threads(args.threads)
 
+    from flowjepa.errors import InvalidInputError
     from planning.loading import load_frozen_encoder
 
-    encoder = load_frozen_encoder(args.encoder, torch.device("cpu"))
-    codes, states, episodes = encode_collection(encoder, args.data, args.episodes, args.stride)
-    result = probe_features(codes, states, episodes, args.max_angle, args.mlp_steps)
+    try:
+        encoder = load_frozen_encoder(args.encoder, torch.device("cpu"))
+        codes, states, episodes = encode_collection(encoder, args.data, args.episodes, args.stride)
+        if states.shape[1] != 4:
+            raise InvalidInputError(f"{args.data} is not a cart-pole collection; collect cartpole frames first")
+        result = probe_features(codes, states, episodes, args.max_angle, args.mlp_steps)
+    except (InvalidInputError, ValueError) as error:
+        parser.exit(2, f"error: {error}\n")
 
     print(f"{args.encoder} on {args.data}: {result['frames']} frames, {result['near_upright_frames']} near upright")
     print("| read-out | frames | " + " | ".join(STATE_TARGET_NAMES) + " |")

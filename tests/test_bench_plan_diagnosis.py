@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 # NOTE: imported before anything renders, because triton crashes when loaded after MuJoCo's EGL context.
 import torch._dynamo  # noqa: F401
@@ -36,3 +37,10 @@ def test_quick_path_prints_every_task(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| goal x (m) |")
     assert len([line for line in lines if line.startswith("| ")]) == 3
+
+
+def test_zero_horizon_exits_with_code_2(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--horizon", "0"])
+    assert stopped.value.code == 2
+    assert "--horizon must be at least 1" in capsys.readouterr().err

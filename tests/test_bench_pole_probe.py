@@ -66,3 +66,14 @@ def test_script_runs_on_rendered_frames(tmp_path, capsys):
     assert result["frames"] == 5 * 21
     assert all(math.isfinite(value) for value in result["ridge_all"].values())
     assert "sin(angle) R²" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--data", "/nonexistent/folder"], ["--data", ".", "--episodes", "1"], ["--data", ".", "--max-angle", "0"]],
+)
+def test_script_bad_input_exits_with_code_2(arguments, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(arguments)
+    assert stopped.value.code == 2
+    assert "error:" in capsys.readouterr().err
