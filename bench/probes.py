@@ -124,7 +124,8 @@ def ridge_probe_r2(
     """Fit a ridge regression of targets ``(N, S)`` and return ``(R^2 per target (S,), chosen penalty)``.
 
     The penalty is chosen among :data:`RIDGE_PENALTIES` (times N) by the mean R^2 on the last fifth of the
-    training groups (episodes), fitted on the others. The final fit uses every training row.
+    training groups (episodes), fitted on the others. The final fit uses every training row, and test
+    features are clipped to the range of the training features, column by column.
     """
     groups = torch.unique(train_groups)
     held_out_count = max(1, len(groups) // 5)
@@ -141,6 +142,11 @@ def ridge_probe_r2(
     best_multiple = max(scores, key=lambda multiple: scores[multiple])
 
     standardize = Standardizer.fit(train_x)
-    solver = _RidgeSolver(standardize(train_x), train_y.double())
-    prediction = solver.predict(standardize(test_x), best_multiple * len(train_x))
+    train_features = standardize(train_x)
+    solver = _RidgeSolver(train_features, train_y.double())
+    # Clip test features to the range each column took in training: a column that barely varied there
+    # gets a large weight, and a test value far outside that range would then swamp the prediction.
+    test_features = torch.maximum(torch.minimum(standardize(test_x), train_features.max(0).values),
+                                  train_features.min(0).values)  # fmt: skip
+    prediction = solver.predict(test_features, best_multiple * len(train_x))
     return r_squared_per_column(prediction, test_y.double()), best_multiple

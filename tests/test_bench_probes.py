@@ -61,6 +61,24 @@ def test_ridge_ignores_train_constant_column():
     assert float(r2.min()) > 0.99
 
 
+def test_ridge_clips_barely_varying_column():
+    # A column whose tiny training variation carries a little signal, then jumps at test time: without
+    # clipping to the training range its large weight swamps the prediction.
+    features, targets, groups = linear_data(100, 5, seed=4)
+    generator = torch.Generator().manual_seed(5)
+    quiet = 1e-3 * torch.randn(100, 1, generator=generator)
+    features = torch.cat([features, quiet], dim=1)
+    targets = targets + 50.0 * quiet
+    test_features, _, _ = linear_data(50, 5, seed=6)
+    weights = torch.linalg.lstsq(features[:, :5], targets).solution
+    test_targets = test_features @ weights
+    test_features = torch.cat([test_features, torch.full((50, 1), 10.0)], dim=1)
+
+    r2, _ = ridge_probe_r2(features, targets, groups, test_features, test_targets)
+
+    assert float(r2.min()) > 0.9
+
+
 def test_standardizer_zeroes_constant_columns():
     features = torch.tensor([[1.0, 5.0], [3.0, 5.0]])
 
