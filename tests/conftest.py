@@ -20,6 +20,19 @@ def restore_torch_threads():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture
+def single_thread() -> dict[str, str]:
+    """Run torch on one thread and return an environment that does the same for subprocesses.
+
+    Tiny models run faster on one thread than on two contended ones, and float sums then have one
+    order whatever the machine's load. ``restore_torch_threads`` undoes the setting after the test.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def imagenette_root() -> Path | None:
     """The resized Imagenette copy beside the repository, or FLOWJEPA_IMAGENETTE, if present."""
     candidates = [os.environ.get("FLOWJEPA_IMAGENETTE"), REPO_ROOT.parent / "shared" / "data" / "imagenette-224"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -19,15 +18,6 @@ from tests.test_pretrain_cli import TINY_MODEL, tiny_config
 # A tiny step takes roughly 10 ms on a fast CPU (estimate), so the run needs far more steps than
 # it can finish between the poll that sees step 4 and the kill.
 KILLED_RUN_STEPS = 160
-
-
-@pytest.fixture
-def single_thread():
-    """Run torch on one thread, so float sums have one order whatever the machine's load."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    torch.set_num_threads(previous)
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(small_image_folder, tmp_path, single_thread):

@@ -13,14 +13,7 @@ from planning.registry import PLANNERS, make_planner
 from planning.sampling import CEM, MPPI
 from planning.world_model import LatentWorldModel, WorldModelConfig
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    # Tiny matrices run far faster on one thread than on two contended ones.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class LinearDynamics:

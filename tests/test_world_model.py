@@ -23,12 +23,7 @@ from planning.world_model import LatentWorldModel, WorldModelConfig, encoder_fin
 IMAGE_SIZE = 16
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
