@@ -8,9 +8,9 @@ For each seeded goal task of :mod:`bench.bench_planning`, gradient MPC plans ``-
 the first frame. The same actions then run in the simulator. The table shows the cost the world model
 predicts for the plan, the cost of the frames the simulator renders for it, and the true cart and pole
 errors after the last action. As a reference the scripted LQR controller's actions toward the goal get the same
-treatment. A plan whose predicted cost is far below its real cost means the planner found actions the
-world model gets wrong; a model that predicts the LQR actions well but the plan badly is accurate only
-near its training data.
+treatment. A plan whose predicted cost is far below its real cost means the planner found actions that
+the world model gets wrong. A model that predicts the LQR actions well but the plan badly is accurate
+only near its training data.
 
 ``--quick`` builds the tiny untrained models of ``bench_planning --quick``, so its numbers mean nothing.
 """

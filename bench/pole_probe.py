@@ -4,8 +4,9 @@ Usage:
     python -m bench.pole_probe --encoder models/cartpole/encoder --data data/cartpole-noisy
 
 Planning toward an upright goal needs the pole angle in the code that the world model predicts. The
-ridge probe measures whether the angle is linearly readable (what a goal distance in code space sees);
-the MLP probe measures whether it is there at all (what the nonlinear world model could use). Both are fitted on
+ridge probe measures whether the angle is linearly readable, which is what a goal distance in code
+space responds to. The MLP probe measures whether it is there at all, which is what the nonlinear world
+model could use. Both are fitted on
 the first 80% of the episodes and scored (R²) on the rest. "near upright" keeps frames with
 ``|angle| < --max-angle`` rad, the regime of the balance-to-goal tasks.
 """
@@ -21,6 +22,7 @@ import torch
 from torch import Tensor
 
 from bench.probes import STATE_TARGET_NAMES, r_squared_per_column, ridge_probe_r2, state_targets
+from flowjepa.errors import InvalidInputError
 
 TRAIN_FRACTION = 0.8
 
@@ -71,7 +73,9 @@ def probe_features(
     cut = int(TRAIN_FRACTION * (int(episodes.max()) + 1))
     train = episodes < cut
     if train.all() or not train.any():
-        raise ValueError(f"need at least 2 episodes to split into train and test, got {int(episodes.max()) + 1}")
+        raise InvalidInputError(
+            f"need at least 2 episodes to split into train and test, got {int(episodes.max()) + 1}; pass more episodes"
+        )
     targets = state_targets(states)
     all_r2, _ = ridge_probe_r2(features[train], targets[train], episodes[train], features[~train], targets[~train])
 
@@ -127,7 +131,6 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--max-angle must be a positive angle in rad, got {args.max_angle}")
     torch.set_num_threads(args.threads)
 
-    from flowjepa.errors import InvalidInputError
     from planning.loading import load_frozen_encoder
 
     try:
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
         if states.shape[1] != 4:
             raise InvalidInputError(f"{args.data} is not a cart-pole collection; collect cartpole frames first")
         result = probe_features(codes, states, episodes, args.max_angle, args.mlp_steps)
-    except (InvalidInputError, ValueError) as error:
+    except InvalidInputError as error:
         parser.exit(2, f"error: {error}\n")
 
     print(f"{args.encoder} on {args.data}: {result['frames']} frames, {result['near_upright_frames']} near upright")

@@ -16,7 +16,7 @@ from tests.killing import kill_at_checkpoint
 from tests.test_pretrain_cli import TINY_MODEL, tiny_config
 
 # A tiny step takes roughly 10 ms on a fast CPU (estimate), so the run needs far more steps than
-# it can finish between the poll that sees step 4 and the kill.
+# it can finish between the poll that reads step 4 and the kill.
 KILLED_RUN_STEPS = 160
 
 

@@ -134,10 +134,10 @@ def test_goal_cart_at_the_view_edge_is_drawn(env_name):
     edge = render_goal(env_name, size=64, cart_position=1.4).astype(int)
     with envs.make(env_name, size=64, seed=0) as env:
         env.reset()
-        gone = env.set_physical_state([100.0, 0.0, 0.0, 0.0]).astype(int)
+        cart_outside = env.set_physical_state([100.0, 0.0, 0.0, 0.0]).astype(int)
     centre = render_goal(env_name, size=64, cart_position=0.0).astype(int)
     # The whole cart and pole: at least 90% of the pixels they cover at the centre.
-    assert (np.abs(edge - gone).sum(-1) > 30).sum() >= 0.9 * (np.abs(centre - gone).sum(-1) > 30).sum()
+    assert (np.abs(edge - cart_outside).sum(-1) > 30).sum() >= 0.9 * (np.abs(centre - cart_outside).sum(-1) > 30).sum()
 
 
 def test_render_goal_for_gym_cartpole():
