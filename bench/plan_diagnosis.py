@@ -70,8 +70,9 @@ def diagnose(encoder, world_model: LatentWorldModel, tasks: int, horizon: int, s
     cost_weights = CostWeights()
     planner = make_planner("gd", seed=seed)
 
+    @torch.no_grad()
     def embed(frames: np.ndarray) -> torch.Tensor:
-        return world_model.normalize(encoder.embed(frames_to_tensor(frames, encoder.device)))
+        return world_model.embed(encoder, frames_to_tensor(frames, encoder.device))
 
     def costs(start: torch.Tensor, goal: torch.Tensor, actions: np.ndarray, frames: np.ndarray) -> tuple[float, float]:
         action_tensor = torch.as_tensor(actions, dtype=torch.float32)[None]

@@ -42,6 +42,12 @@ def train_world_model_command(
     log_every: int = typer.Option(_DEFAULTS.log_every, help="Steps between metric lines in metrics.jsonl."),
     seed: int = typer.Option(_DEFAULTS.seed, help="Seed of the initial weights and the batch order."),
     device: str = typer.Option(_DEFAULTS.device, help="auto, cpu, cuda or cuda:N."),
+    latent: str = typer.Option(
+        _DEFAULTS.latent,
+        help="Planning latent: code (the encoder's linear code) or readout (a head on the flow latent z, "
+        "regressed on the recorded states of the goal-defining components, e.g. cart position and pole angle).",
+    ),
+    readout_steps: int = typer.Option(_DEFAULTS.readout_steps, help="Optimiser steps of the read-out head."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train a latent world model on the frozen encoder's codes of collected episodes.
@@ -49,6 +55,8 @@ def train_world_model_command(
     Every frame is encoded once and cached in OUT/codes.safetensors. The loss
     is the open-loop error of --rollout predicted codes; validation uses the
     held-out episodes. Ctrl-C writes a checkpoint; continue with --resume.
+    With --latent readout, a read-out head on z is trained first (kept in
+    OUT/readout.safetensors) and the model predicts its outputs instead of codes.
     """
     from planning.train import TrainingInterrupted, train_world_model
 
@@ -74,17 +82,25 @@ def train_world_model_command(
         log_every=log_every,
         seed=seed,
         device=device,
+        latent=latent,
+        readout_steps=readout_steps,
     )
     config.validate()
     console.print(f"[bold]train-world-model[/] -> {out}  ({steps} steps, {transition}, history {history})")
 
     with training_progress() as progress:
         encode_task = progress.add_task("encode episodes", total=None, metrics="")
+        readout_task = progress.add_task("read-out head", total=readout_steps, metrics="", visible=False)
         train_task = progress.add_task("train", total=steps, metrics="", visible=False)
         status: dict[str, str] = {}
 
         def on_encode(done: int, total: int) -> None:
             progress.update(encode_task, completed=done, total=total)
+
+        def on_readout(step: int, metrics: dict[str, float]) -> None:
+            progress.update(encode_task, visible=False)
+            text = f"train {metrics['readout/train_mse']:.4f}"
+            progress.update(readout_task, completed=step, visible=True, metrics=text)
 
         def on_step(step: int, metrics: dict[str, float]) -> None:
             progress.update(encode_task, visible=False)
@@ -94,7 +110,9 @@ def train_world_model_command(
             progress.update(train_task, completed=step, visible=True, metrics="  ".join(status.values()))
 
         try:
-            model_dir = train_world_model(config, resume=resume, on_step=on_step, on_encode=on_encode)
+            model_dir = train_world_model(
+                config, resume=resume, on_step=on_step, on_encode=on_encode, on_readout=on_readout
+            )
         except TrainingInterrupted as stopped:
             progress.stop()
             console.print(

@@ -53,14 +53,22 @@ def manifest_signature(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+FeatureFunction = Callable[[Tensor], Tensor]
+"""Maps uint8 images ``(B, 3, S, S)`` on the encoder's device to features ``(B, ...)``."""
+
+
 @torch.no_grad()
-def encode_frames(encoder: Any, frames: np.ndarray) -> Tensor:
-    """Return the codes ``(T, D)`` of uint8 frames ``(T, S, S, 3)``, on the CPU, in batches of 64."""
-    codes = []
+def encode_frames(encoder: Any, frames: np.ndarray, features: FeatureFunction | None = None) -> Tensor:
+    """Return the features ``(T, ...)`` of uint8 frames ``(T, S, S, 3)``, on the CPU, in batches of 64.
+
+    ``features`` defaults to the encoder's semantic code ``encoder.embed``, giving ``(T, D)`` float32.
+    """
+    features = features or encoder.embed
+    outputs = []
     for start in range(0, len(frames), ENCODE_BATCH):
         batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + ENCODE_BATCH])).permute(0, 3, 1, 2)
-        codes.append(encoder.embed(batch.to(encoder.device)).float().cpu())
-    return torch.cat(codes)
+        outputs.append(features(batch.to(encoder.device)).cpu())
+    return torch.cat(outputs)
 
 
 # Manifest fields that must agree between the folders of one training set.
@@ -107,14 +115,16 @@ def encode_dataset(
     fingerprint: str,
     val_fraction: float,
     on_episode: Callable[[int, int], None] | None = None,
+    features: FeatureFunction | None = None,
 ) -> EncodedDataset:
     """Encode the train and validation episodes of one or more collection folders, reusing the cache in ``run_dir``.
 
     With several folders, each one is split by ``val_fraction`` on its own and the splits are
     concatenated, so every folder contributes validation episodes. ``on_episode(done, total)``
-    reports encoding progress.
+    reports encoding progress. ``features`` replaces the encoder's code (see :func:`encode_frames`);
+    ``fingerprint`` must then identify it too, because it keys the cache.
     """
-    from envs.dataset import load_episodes, relaxed_actions
+    from envs.dataset import relaxed_actions
 
     folders = data_folders(data)
     manifests = read_manifests(folders)
@@ -136,22 +146,14 @@ def encode_dataset(
             )
         logger.info("the code cache %s belongs to another encoder or data set; encoding again", cache_path)
 
-    if manifest.get("size") != encoder.config.image_size:
-        raise InvalidInputError(
-            f"{folders[0]} contains {manifest.get('size')} px frames but the encoder takes "
-            f"{encoder.config.image_size} px; collect with --size {encoder.config.image_size}"
-        )
-    splits_by_name: dict[str, list] = {"train": [], "val": []}
-    for folder in folders:
-        for split in splits_by_name:
-            splits_by_name[split].extend(load_episodes(folder, split, val_fraction)[1])
+    splits_by_name = load_split_episodes(encoder, folders, manifest, val_fraction)
     total = sum(len(episodes) for episodes in splits_by_name.values())
     splits = []
     done = 0
     for episodes in splits_by_name.values():
         codes, actions = [], []
         for episode in episodes:
-            codes.append(encode_frames(encoder, episode.frames))
+            codes.append(encode_frames(encoder, episode.frames, features).float())
             actions.append(torch.from_numpy(np.array(relaxed_actions(episode, manifest), dtype=np.float32)))
             done += 1
             if on_episode is not None:
@@ -171,6 +173,24 @@ def encode_dataset(
         },
     )
     return EncodedDataset(splits[0], splits[1], manifest)
+
+
+def load_split_episodes(
+    encoder: Any, folders: list[Path], manifest: dict[str, Any], val_fraction: float
+) -> dict[str, list[Any]]:
+    """Return the train and validation episodes of every folder, after checking the frame size against the encoder."""
+    from envs.dataset import load_episodes
+
+    if manifest.get("size") != encoder.config.image_size:
+        raise InvalidInputError(
+            f"{folders[0]} contains {manifest.get('size')} px frames but the encoder takes "
+            f"{encoder.config.image_size} px; collect with --size {encoder.config.image_size}"
+        )
+    splits: dict[str, list[Any]] = {"train": [], "val": []}
+    for folder in folders:
+        for split in splits:
+            splits[split].extend(load_episodes(folder, split, val_fraction)[1])
+    return splits
 
 
 class WindowSampler:

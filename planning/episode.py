@@ -138,14 +138,13 @@ def plan(
     """
     _validate_episode(env, encoder, world_model, goal_frame, horizon, steps, replan_every)
     active_planner = make_planner(planner, **(planner_options or {})) if isinstance(planner, str) else planner
-    device = world_model.code_mean.device
     bounds = world_model.bounds
     cost = cost or CostWeights()
     history = world_model.config.history
 
+    @torch.no_grad()
     def embed(frames: np.ndarray) -> Tensor:
-        codes = encoder.embed(frames_to_tensor(frames, encoder.device)).to(device)
-        return world_model.normalize(codes)
+        return world_model.embed(encoder, frames_to_tensor(frames, encoder.device))
 
     def imagine_frame(latent: Tensor) -> np.ndarray:
         codes = world_model.denormalize(latent.reshape(1, -1)).to(encoder.device)
@@ -157,6 +156,7 @@ def plan(
     latent = embed(frame[None])[0]
     window = latent.expand(history, -1).clone()
     real_frames = [frame]
+    imagine = imagine and world_model.decodes_to_pixels
     imagined_frames = [imagine_frame(latent)] if imagine else []
     states = [env.physical_state()]
     distances = [float(latent_distance(latent, goal_latent))]

@@ -21,19 +21,30 @@ from typing import Any
 
 import torch
 
-from flowjepa.checkpoint import load_state, read_json, save_state
+from flowjepa.checkpoint import load_module_weights, load_state, load_weights, read_json, save_state, save_weights
 from flowjepa.device import resolve_device
 from flowjepa.errors import InvalidInputError, TrainingDivergedError
 from flowjepa.interrupt import TrainingInterrupted, stop_signals
 from flowjepa.runlog import MetricsLog, plot_metrics, write_config
-from planning.data import EncodedDataset, WindowSampler, encode_dataset
+from planning.data import (
+    EncodedDataset,
+    WindowSampler,
+    data_folders,
+    encode_dataset,
+    encode_frames,
+    load_split_episodes,
+    read_manifests,
+)
 from planning.loading import load_frozen_encoder
+from planning.readout import ReadoutHead, readout_names, readout_targets, train_readout
+from planning.success import success_rule_for
 from planning.transitions import SOLVERS, TRANSITIONS
-from planning.world_model import LatentWorldModel, WorldModelConfig, encoder_fingerprint
+from planning.world_model import LATENTS, LatentWorldModel, WorldModelConfig, encoder_fingerprint
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
+READOUT_FILE = "readout.safetensors"
 RUN_CONFIG_FILE = "train_config.json"
 VALIDATION_WINDOWS = 512
 # Options that may differ when a run is resumed, because they do not change what is learned so far.
@@ -72,10 +83,15 @@ class WorldModelTrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "auto"
+    latent: str = "code"
+    """``code`` (the encoder's linear code) or ``readout`` (a state read-out head on z, trained first)."""
+    readout_steps: int = 3000
+    """Optimiser steps of the read-out head (``latent=readout`` only)."""
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid option."""
-        for name in ("history", "substeps", "hidden_dim", "layers", "rollout", "steps", "batch_size", "val_every"):
+        names = ("history", "substeps", "hidden_dim", "layers", "rollout", "steps", "batch_size", "val_every")
+        for name in (*names, "readout_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -95,6 +111,8 @@ class WorldModelTrainConfig:
             )
         if self.solver not in SOLVERS:
             raise InvalidInputError(f"unknown --solver {self.solver!r}; valid solvers: {', '.join(SOLVERS)}")
+        if self.latent not in LATENTS:
+            raise InvalidInputError(f"unknown --latent {self.latent!r}; valid latents: {', '.join(LATENTS)}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as a JSON-serialisable dict."""
@@ -137,13 +155,84 @@ def _check_resume_compatible(stored: dict[str, Any], config: WorldModelTrainConf
         )
 
 
-def _model_config(config: WorldModelTrainConfig, encoder: Any, data: EncodedDataset, fingerprint: str):
+def _readout_layout(manifest: dict[str, Any]) -> tuple[list[str], list[bool]]:
+    """Return the components and angle flags a read-out head estimates: those that define a goal's success."""
+    rule = success_rule_for(str(manifest["env"]))
+    if rule is None:
+        raise InvalidInputError(
+            f"--latent readout needs the goal-defining state components of the environment, and "
+            f"{manifest['env']!r} has no success rule; use --latent code"
+        )
+    return list(rule.components), list(rule.angular)
+
+
+def _readout_head(encoder: Any, manifest: dict[str, Any]) -> ReadoutHead:
+    components, angular = _readout_layout(manifest)
+    return ReadoutHead(encoder.config.latent_shape, len(readout_names(components, angular)))
+
+
+def prepare_readout(
+    encoder: Any,
+    config: WorldModelTrainConfig,
+    run_dir: Path,
+    device: torch.device,
+    resume: bool,
+    on_step: StepCallback | None = None,
+) -> ReadoutHead:
+    """Train the read-out head on z and the recorded states (or reload it when resuming) and return it.
+
+    The head is written to ``RUN/readout.safetensors`` before the world model
+    trains, so an interrupted run resumes without training it again.
+    """
+    folders = data_folders(config.data)
+    manifest = read_manifests(folders)[0]
+    head = _readout_head(encoder, manifest).to(device)
+    path = run_dir / READOUT_FILE
+    if resume and path.is_file():
+        load_module_weights(head, load_weights(path), source=str(path))
+        return head.eval()
+
+    components, angular = _readout_layout(manifest)
+    state_names = list(manifest["state_names"])
+    pairs = {}
+
+    def half_latent(images: torch.Tensor) -> torch.Tensor:
+        return encoder.encode(images).half()
+
+    for split, episodes in load_split_episodes(encoder, folders, manifest, config.val_fraction).items():
+        # z in float16 halves the memory (16,384 values per 64 px frame); the head standardises it anyway.
+        latents = [encode_frames(encoder, episode.frames, half_latent) for episode in episodes]
+        states = [readout_targets(episode.states, state_names, components, angular) for episode in episodes]
+        pairs[split] = (torch.cat(latents), torch.cat(states))
+    torch.manual_seed(config.seed)
+    head = _readout_head(encoder, manifest).to(device)
+    errors = train_readout(head, pairs["train"], pairs["val"], config.readout_steps, seed=config.seed, on_step=on_step)
+    names = readout_names(components, angular)
+    logger.info(
+        "read-out head validation RMSE: %s",
+        ", ".join(f"{name} {errors[f'readout_rmse/{index}']:.4f}" for index, name in enumerate(names)),
+    )
+    save_weights(path, head.state_dict())
+    return head
+
+
+def _model_config(config: WorldModelTrainConfig, encoder: Any, data: EncodedDataset, fingerprint: str, latent_dim: int):
     manifest = data.manifest
     space = manifest["action_space"]
     discrete = space["type"] == "discrete"
     action_dim = 1 if discrete else int(math.prod(space["shape"]))
+    readout = {}
+    if config.latent == "readout":
+        components, angular = _readout_layout(manifest)
+        readout = {
+            "latent": "readout",
+            "latent_shape": list(encoder.config.latent_shape),
+            "readout_components": components,
+            "readout_angular": angular,
+        }
     return WorldModelConfig(
-        code_dim=encoder.code_dim,
+        **readout,
+        code_dim=latent_dim,
         action_dim=action_dim,
         history=config.history,
         transition=config.transition,
@@ -194,11 +283,13 @@ def train_world_model(
     resume: bool = False,
     on_step: StepCallback | None = None,
     on_encode: Callable[[int, int], None] | None = None,
+    on_readout: StepCallback | None = None,
 ) -> Path:
     """Train (or resume) a world model and return its folder (the run folder).
 
-    ``on_step(step, metrics)`` is called after every optimiser step and
-    ``on_encode(done, total)`` after each encoded episode.
+    ``on_step(step, metrics)`` is called after every optimiser step,
+    ``on_encode(done, total)`` after each encoded episode, and
+    ``on_readout(step, metrics)`` after every step of the read-out head.
 
     Raises:
         InvalidInputError: invalid options, data, encoder or run folder.
@@ -225,15 +316,25 @@ def train_world_model(
     # Data: encode every frame once with the frozen encoder.
     encoder = load_frozen_encoder(config.encoder, device)
     fingerprint = encoder_fingerprint(encoder)
-    data = encode_dataset(encoder, config.data, run_dir, fingerprint, config.val_fraction, on_encode)
+    head, features, cache_key = None, None, fingerprint
+    if config.latent == "readout":
+        head = prepare_readout(encoder, config, run_dir, device, resume, on_readout)
+
+        def features(images: torch.Tensor, frozen: Any = encoder) -> torch.Tensor:
+            return head(frozen.encode(images).to(device))
+
+        cache_key = f"{fingerprint}:{encoder_fingerprint(head)}"
+    data = encode_dataset(encoder, config.data, run_dir, cache_key, config.val_fraction, on_encode, features)
     train_windows = WindowSampler(data.train, config.history, config.rollout)
     val_windows = WindowSampler(data.val, config.history, config.rollout)
-    model_config = _model_config(config, encoder, data, fingerprint)
+    model_config = _model_config(config, encoder, data, fingerprint, data.train.codes[0].shape[1])
     del encoder
 
     # Model, normalisation and optimiser.
     torch.manual_seed(config.seed)
     model = LatentWorldModel(model_config)
+    if head is not None:
+        model.readout.load_state_dict(head.state_dict())
     all_codes = torch.cat(data.train.codes)
     model.set_normalization(all_codes.mean(dim=0), all_codes.std(dim=0))
     model.to(device)

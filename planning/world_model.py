@@ -23,9 +23,11 @@ from torch import Tensor, nn
 from flowjepa.checkpoint import atomic_write_json, load_module_weights, load_weights, read_json, save_weights
 from flowjepa.errors import InvalidInputError
 from planning.problem import ActionBounds
+from planning.readout import ReadoutHead, readout_names
 from planning.transitions import SOLVERS, TRANSITIONS, ODETransition, ResidualTransition
 
 WEIGHTS_FILE = "world_model.safetensors"
+LATENTS = ("code", "readout")
 CONFIG_FILE = "config.json"
 
 
@@ -34,7 +36,7 @@ class WorldModelConfig:
     """Architecture of the world model and the encoder and environment it belongs to."""
 
     code_dim: int
-    """Dimension D of the encoder's semantic code."""
+    """Dimension D of the latent the model predicts: the encoder's semantic code, or the read-out."""
     action_dim: int
     """Dimension A of the (relaxed) action."""
     history: int = 3
@@ -71,6 +73,18 @@ class WorldModelConfig:
     """Image side of the encoder, in pixels."""
     encoder_fingerprint: str = ""
     """SHA-256 prefix of the encoder's config and weights, see :func:`encoder_fingerprint`."""
+    latent: str = "code"
+    """Planning latent: ``code`` (the encoder's linear code) or ``readout`` (a state read-out head on z)."""
+    latent_shape: list[int] = field(default_factory=list)
+    """Shape ``(C, H, W)`` of the flow latent z that a read-out head takes."""
+    readout_components: list[str] = field(default_factory=list)
+    """State components the read-out head estimates; angular ones give a sine and a cosine."""
+    readout_angular: list[bool] = field(default_factory=list)
+    """Whether each read-out component is an angle."""
+    readout_channels: int = 64
+    """Channels of the read-out head's convolutions."""
+    readout_hidden: int = 128
+    """Width of the read-out head's MLP."""
 
     def __post_init__(self) -> None:
         for name in ("code_dim", "action_dim", "history", "hidden_dim", "layers", "substeps", "max_substeps"):
@@ -97,6 +111,32 @@ class WorldModelConfig:
                 f"and high {self.action_high}"
             )
         ActionBounds(torch.tensor(self.action_low), torch.tensor(self.action_high))
+        if self.latent not in LATENTS:
+            raise InvalidInputError(f"unknown world model latent {self.latent!r}; valid latents: {', '.join(LATENTS)}")
+        if self.latent == "readout":
+            self._check_readout()
+
+    def _check_readout(self) -> None:
+        if len(self.latent_shape) != 3 or not all(isinstance(v, int) and v > 0 for v in self.latent_shape):
+            raise InvalidInputError(f"a read-out world model needs latent_shape (C, H, W), got {self.latent_shape!r}")
+        if not self.readout_components or len(self.readout_angular) != len(self.readout_components):
+            raise InvalidInputError(
+                f"a read-out world model needs readout_components and one readout_angular flag each, got "
+                f"{self.readout_components!r} and {self.readout_angular!r}"
+            )
+        expected = len(readout_names(self.readout_components, self.readout_angular))
+        if self.code_dim != expected:
+            raise InvalidInputError(
+                f"code_dim={self.code_dim} does not match the {expected} read-out dimensions of "
+                f"{self.readout_components}"
+            )
+
+    @property
+    def readout_names(self) -> list[str]:
+        """Names of the latent dimensions of a read-out model, e.g. ``sin(pole_angle)``; empty for codes."""
+        if self.latent != "readout":
+            return []
+        return readout_names(self.readout_components, self.readout_angular)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fields as a JSON-serialisable dict."""
@@ -167,6 +207,28 @@ class LatentWorldModel(nn.Module):
                 dim, config.action_dim, config.history, config.hidden_dim, config.layers
             )
         self.bounds = ActionBounds(torch.tensor(config.action_low), torch.tensor(config.action_high))
+        self.readout: ReadoutHead | None = None
+        if config.latent == "readout":
+            self.readout = ReadoutHead(config.latent_shape, dim, config.readout_channels, config.readout_hidden)
+
+    @property
+    def decodes_to_pixels(self) -> bool:
+        """Whether predicted latents can be rendered: codes decode through the encoder, read-outs do not."""
+        return self.readout is None
+
+    def features(self, encoder: nn.Module, images: Tensor) -> Tensor:
+        """Return the raw latents ``(B, D)`` of images ``(B, 3, S, S)`` (uint8 or float in [0, 1]).
+
+        That is the encoder's code ``W z``, or the read-out head applied to ``z``.
+        The result is on this model's device.
+        """
+        if self.readout is None:
+            return encoder.embed(images).to(self.code_mean.device)
+        return self.readout(encoder.encode(images).to(self.code_mean.device))
+
+    def embed(self, encoder: nn.Module, images: Tensor) -> Tensor:
+        """Return the normalised latents ``(B, D)`` of images, the inputs of :meth:`step` and :meth:`rollout`."""
+        return self.normalize(self.features(encoder, images))
 
     def set_normalization(self, mean: Tensor, std: Tensor) -> None:
         """Store the per-dimension mean and std ``(D,)`` of the training codes; std is floored at 1e-6."""
@@ -204,7 +266,14 @@ class LatentWorldModel(nn.Module):
         """Raise :class:`InvalidInputError` unless ``encoder`` is the one this model was trained on."""
         config = self.config
         code_dim = getattr(encoder, "code_dim", None) or encoder.config.code_dim
-        if code_dim != config.code_dim:
+        if config.latent == "readout":
+            latent_shape = list(encoder.config.latent_shape)
+            if latent_shape != list(config.latent_shape):
+                raise InvalidInputError(
+                    f"the world model's read-out head takes latents of shape {tuple(config.latent_shape)} but the "
+                    f"encoder produces {tuple(latent_shape)}; pass the encoder it was trained with"
+                )
+        elif code_dim != config.code_dim:
             raise InvalidInputError(
                 f"the world model expects codes of dimension {config.code_dim} but the encoder produces {code_dim}; "
                 "pass the encoder it was trained with, or train a world model for this encoder with "
