@@ -153,7 +153,7 @@ def test_readout_world_model_plans_an_episode(trained):
     assert np.all(np.isfinite(result.costs))
 
 
-def test_cli_rejects_an_unknown_latent_and_an_env_without_goal_components(trained, tmp_path):
+def test_cli_latent_errors(trained, tmp_path):
     from typer.testing import CliRunner
 
     from cli.main import app
