@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         tasks = make_tasks(args.tasks, size, args.seed)
         cost = CostWeights(every_step=args.every_step_weight, smoothness=args.smoothness_weight)
 
-        rows, per_task = [], {}
+        rows, per_task, final_errors = [], {}, {}
         with make(ENV_NAME, size=size, time_limit=None) as env:
             for name in args.planners.split(","):
                 options = {**budgets.get(name, {}), "seed": args.seed}
@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
                     results.append(result)
                 rows.append(summarize(name, results))
                 per_task[name] = [bool(result.success) for result in results]
+                final_errors[name] = [np.round(result.state_errors[-1], 4).tolist() for result in results]
                 print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
 
     print(f"\n{ENV_NAME}, {args.tasks} tasks, {steps} steps, horizon {horizon}, {args.threads} torch thread(s), "
@@ -255,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {"quick": args.quick, "steps": steps, "horizon": horizon, "budgets": budgets, "rows": rows}
-    args.out.write_text(json.dumps({**record, "successes_per_task": per_task}, indent=2) + "\n")
+    record.update(successes_per_task=per_task, final_errors_per_task=final_errors)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nresults in {args.out}; total {time.perf_counter() - started:.0f} s")
 
 

@@ -48,6 +48,11 @@ def train_world_model_command(
         "regressed on the recorded states of the goal-defining components, e.g. cart position and pole angle).",
     ),
     readout_steps: int = typer.Option(_DEFAULTS.readout_steps, help="Optimiser steps of the read-out head."),
+    ensemble: int = typer.Option(
+        _DEFAULTS.ensemble,
+        help="Transition networks trained side by side from different initial weights; planners use their "
+        "mean prediction, which the planner cannot exploit as easily as one model's errors.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train a latent world model on the frozen encoder's codes of collected episodes.
@@ -84,6 +89,7 @@ def train_world_model_command(
         device=device,
         latent=latent,
         readout_steps=readout_steps,
+        ensemble=ensemble,
     )
     config.validate()
     console.print(f"[bold]train-world-model[/] -> {out}  ({steps} steps, {transition}, history {history})")

@@ -87,11 +87,13 @@ class WorldModelTrainConfig:
     """``code`` (the encoder's linear code) or ``readout`` (a state read-out head on z, trained first)."""
     readout_steps: int = 3000
     """Optimiser steps of the read-out head (``latent=readout`` only)."""
+    ensemble: int = 1
+    """Transition networks, each trained on its own open-loop loss; planning uses their mean."""
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid option."""
         names = ("history", "substeps", "hidden_dim", "layers", "rollout", "steps", "batch_size", "val_every")
-        for name in (*names, "readout_steps"):
+        for name in (*names, "readout_steps", "ensemble"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InvalidInputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -119,14 +121,33 @@ class WorldModelTrainConfig:
         return dataclasses.asdict(self)
 
 
-def rollout_loss(model: LatentWorldModel, context: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor):
+def rollout_loss(
+    model: LatentWorldModel,
+    context: torch.Tensor,
+    actions: torch.Tensor,
+    targets: torch.Tensor,
+    member: int | None = None,
+):
     """Return the open-loop loss (mean over steps, dims and batch) and the per-step MSE ``(H,)``.
 
     ``context`` ``(B, k, D)`` and ``targets`` ``(B, H, D)`` are raw codes, ``actions`` ``(B, H, A)``.
+    ``member`` scores one ensemble member's own rollout; None scores the model as planners use it.
     """
-    predicted = model.rollout(model.normalize(context), actions)
+    predicted = model.rollout(model.normalize(context), actions, member)
     per_step = (predicted - model.normalize(targets)).pow(2).mean(dim=(0, 2))
     return per_step.mean(), per_step
+
+
+def training_loss(model: LatentWorldModel, context: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor):
+    """Return the summed rollout losses of the ensemble members and the mean per-step MSE ``(H,)``.
+
+    Each member is trained on its own open-loop rollout, so the members stay
+    separate models whose errors differ; a single model is its own ensemble.
+    """
+    losses = [rollout_loss(model, context, actions, targets, member) for member in range(model.config.ensemble)]
+    total = torch.stack([loss for loss, _ in losses]).sum()
+    per_step = torch.stack([steps for _, steps in losses]).mean(dim=0)
+    return total, per_step
 
 
 @torch.no_grad()
@@ -248,6 +269,7 @@ def _model_config(config: WorldModelTrainConfig, encoder: Any, data: EncodedData
         env_dt=float(manifest["dt"]),
         image_size=encoder.config.image_size,
         encoder_fingerprint=fingerprint,
+        ensemble=config.ensemble,
     )
 
 
@@ -353,7 +375,7 @@ def train_world_model(
                 model.train()
                 indices = torch.randint(len(train_windows), (config.batch_size,), generator=generator)
                 context, actions, targets = (tensor.to(device) for tensor in train_windows.windows(indices))
-                loss, per_step = rollout_loss(model, context, actions, targets)
+                loss, per_step = training_loss(model, context, actions, targets)
                 if not torch.isfinite(loss.detach()):
                     raise TrainingDivergedError(
                         f"world model loss became {float(loss.detach())} at step {step + 1}; the last checkpoint in "
@@ -371,7 +393,7 @@ def train_world_model(
                 step += 1
 
                 metrics = {
-                    "train/rollout_mse": float(loss.detach()),
+                    "train/rollout_mse": float(per_step.mean().detach()),
                     "train/final_step_mse": float(per_step[-1].detach()),
                     "train/grad_norm": float(gradient_norm),
                     "time/step_s": time.perf_counter() - started,

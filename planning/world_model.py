@@ -85,9 +85,12 @@ class WorldModelConfig:
     """Channels of the read-out head's convolutions."""
     readout_hidden: int = 128
     """Width of the read-out head's MLP."""
+    ensemble: int = 1
+    """Transition networks trained from different initial weights; planning uses their mean prediction."""
 
     def __post_init__(self) -> None:
-        for name in ("code_dim", "action_dim", "history", "hidden_dim", "layers", "substeps", "max_substeps"):
+        positive = ("code_dim", "action_dim", "history", "hidden_dim", "layers", "substeps", "max_substeps", "ensemble")
+        for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise InvalidInputError(f"world model {name} must be a positive integer, got {value!r}")
@@ -187,9 +190,19 @@ class LatentWorldModel(nn.Module):
         dim = config.code_dim
         self.register_buffer("code_mean", torch.zeros(dim))
         self.register_buffer("code_std", torch.ones(dim))
-        self.transition: nn.Module
+        members = [self._make_transition(config) for _ in range(config.ensemble)]
+        # One member keeps the attribute a single module, so older world model files still load.
+        self.transition: nn.Module = members[0] if config.ensemble == 1 else nn.ModuleList(members)
+        self.bounds = ActionBounds(torch.tensor(config.action_low), torch.tensor(config.action_high))
+        self.readout: ReadoutHead | None = None
+        if config.latent == "readout":
+            self.readout = ReadoutHead(config.latent_shape, dim, config.readout_channels, config.readout_hidden)
+
+    @staticmethod
+    def _make_transition(config: WorldModelConfig) -> nn.Module:
+        dim = config.code_dim
         if config.transition == "ode":
-            self.transition = ODETransition(
+            return ODETransition(
                 dim,
                 config.action_dim,
                 config.history,
@@ -202,14 +215,12 @@ class LatentWorldModel(nn.Module):
                 config.rtol,
                 config.atol,
             )
-        else:
-            self.transition = ResidualTransition(
-                dim, config.action_dim, config.history, config.hidden_dim, config.layers
-            )
-        self.bounds = ActionBounds(torch.tensor(config.action_low), torch.tensor(config.action_high))
-        self.readout: ReadoutHead | None = None
-        if config.latent == "readout":
-            self.readout = ReadoutHead(config.latent_shape, dim, config.readout_channels, config.readout_hidden)
+        return ResidualTransition(dim, config.action_dim, config.history, config.hidden_dim, config.layers)
+
+    @property
+    def members(self) -> list[nn.Module]:
+        """The transition networks of the ensemble (one unless ``config.ensemble > 1``)."""
+        return list(self.transition) if isinstance(self.transition, nn.ModuleList) else [self.transition]
 
     @property
     def decodes_to_pixels(self) -> bool:
@@ -243,21 +254,32 @@ class LatentWorldModel(nn.Module):
         """Map normalised latents ``(..., D)`` back to encoder codes."""
         return latents * self.code_std + self.code_mean
 
-    def step(self, window: Tensor, actions: Tensor) -> Tensor:
-        """Return the next latent ``(N, D)`` for a window ``(N, k, D)`` and actions ``(N, A)`` in action units."""
-        return self.transition(window, self.bounds.to_unit(actions))
+    def step(self, window: Tensor, actions: Tensor, member: int | None = None) -> Tensor:
+        """Return the next latent ``(N, D)`` for a window ``(N, k, D)`` and actions ``(N, A)`` in action units.
 
-    def rollout(self, start: Tensor, actions: Tensor) -> Tensor:
+        An ensemble predicts the mean of its members' next latents, unless ``member`` picks one.
+        """
+        unit = self.bounds.to_unit(actions)
+        if member is not None:
+            return self.members[member](window, unit)
+        members = self.members
+        if len(members) == 1:
+            return members[0](window, unit)
+        return torch.stack([transition(window, unit) for transition in members]).mean(dim=0)
+
+    def rollout(self, start: Tensor, actions: Tensor, member: int | None = None) -> Tensor:
         """Predict the latent after each action, open loop.
 
         ``start`` is ``(k, D)`` (shared by every sequence) or ``(N, k, D)``;
-        ``actions`` is ``(N, H, A)``. Returns ``(N, H, D)``.
+        ``actions`` is ``(N, H, A)``. Returns ``(N, H, D)``. An ensemble feeds
+        the mean prediction back into the window at every step, so its errors
+        average out; ``member`` rolls out one member on its own instead.
         """
         count, horizon = actions.shape[:2]
         window = start.expand(count, *start.shape[-2:]) if start.ndim == 2 else start
         predictions = []
         for t in range(horizon):
-            latent = self.step(window, actions[:, t])
+            latent = self.step(window, actions[:, t], member)
             predictions.append(latent)
             window = torch.cat([window[:, 1:], latent[:, None]], dim=1)
         return torch.stack(predictions, dim=1)

@@ -257,3 +257,40 @@ def test_sigkill_then_resume_matches_uninterrupted_run(encoder_dir, data_dir, tm
     actual = load_weights(run_dir / "world_model.safetensors")
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_ensemble_predicts_the_mean_of_its_members():
+    torch.manual_seed(0)
+    model = LatentWorldModel(WorldModelConfig(code_dim=4, action_dim=1, history=2, hidden_dim=16, ensemble=3))
+    for member in model.members:  # zero-initialised outputs would make every member the identity
+        torch.nn.init.normal_(list(member.parameters())[-2], std=0.1)
+    window, action = torch.randn(5, 2, 4), torch.rand(5, 1) * 2 - 1
+
+    each = torch.stack([model.step(window, action, member=index) for index in range(3)])
+    torch.testing.assert_close(model.step(window, action), each.mean(dim=0))
+    assert not torch.allclose(each[0], each[1])
+
+    # A member's rollout feeds back its own predictions, the ensemble's feeds back the mean.
+    actions = torch.rand(5, 4, 1) * 2 - 1
+    own = model.rollout(window, actions, member=1)
+    manual, current = [], window
+    for t in range(4):
+        latent = model.step(current, actions[:, t], member=1)
+        manual.append(latent)
+        current = torch.cat([current[:, 1:], latent[:, None]], dim=1)
+    torch.testing.assert_close(own, torch.stack(manual, dim=1))
+    assert model.rollout(window, actions).shape == (5, 4, 4)
+
+
+def test_ensemble_trains_each_member_and_round_trips(encoder_dir, data_dir, tmp_path):
+    out = train_world_model(make_config(encoder_dir, data_dir, tmp_path / "run", ensemble=2, steps=4))
+    model = LatentWorldModel.from_pretrained(out)
+
+    assert model.config.ensemble == 2
+    first, second = (dict(member.named_parameters()) for member in model.members)
+    # Both members moved away from their zero-initialised output layers, to different weights.
+    last = [name for name in first if name.endswith("weight")][-1]
+    assert first[last].abs().sum() > 0 and second[last].abs().sum() > 0
+    assert not torch.equal(first[last], second[last])
+    with pytest.raises(InvalidInputError, match="ensemble must be a positive integer"):
+        WorldModelConfig(code_dim=4, action_dim=1, ensemble=0)
