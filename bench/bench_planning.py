@@ -200,6 +200,12 @@ def main(argv: list[str] | None = None) -> None:
         "--smoothness-weight", type=float, default=0.01, help="weight of the squared change between actions"
     )
     parser.add_argument(
+        "--latent-weights",
+        type=lambda text: tuple(float(value) for value in text.split(",")),
+        default=(),
+        help="comma-separated weight of each latent dimension in the goal cost, e.g. 4,1,1 (default: all 1)",
+    )
+    parser.add_argument(
         "--budgets", type=json.loads, default=None, help='JSON overrides, e.g. \'{"cem": {"population": 300}}\''
     )
     args = parser.parse_args(argv)
@@ -225,7 +231,9 @@ def main(argv: list[str] | None = None) -> None:
         world_model = LatentWorldModel.from_pretrained(world_model_dir).requires_grad_(False)
         size = encoder.config.image_size
         tasks = make_tasks(args.tasks, size, args.seed)
-        cost = CostWeights(every_step=args.every_step_weight, smoothness=args.smoothness_weight)
+        cost = CostWeights(
+            every_step=args.every_step_weight, smoothness=args.smoothness_weight, latent_weights=args.latent_weights
+        )
 
         rows, per_task, final_errors = [], {}, {}
         with make(ENV_NAME, size=size, time_limit=None) as env:

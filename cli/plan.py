@@ -83,7 +83,8 @@ def plan_command(
 ) -> None:
     """Run one closed-loop episode from a seeded start towards a goal image and report whether it got there.
 
-    Writes OUT/episode.gif (real | imagined | goal frames side by side),
+    Writes OUT/episode.gif (real | imagined | goal frames side by side; the
+    imagined panel stays black for a read-out world model, whose latents do not decode),
     OUT/costs.png and OUT/result.json. Success for cartpole: the cart within
     0.1 m and the pole within 0.2 rad of the goal state over the last 10 steps.
     It is judged only when the goal image carries its state (`flowjepa goal`).

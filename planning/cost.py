@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -14,19 +14,25 @@ class CostWeights:
     """Weights of the three terms of the planning cost.
 
     ``cost = final * d(z_H, g) + every_step * mean_t d(z_t, g) + smoothness * mean_t |a_t - a_{t-1}|^2``
-    where ``d`` is the mean squared difference over latent dimensions and the
-    action differences are measured in units of half the action range.
+    where ``d`` is the mean squared difference over latent dimensions, each
+    multiplied by its entry of ``latent_weights`` when given, and the action
+    differences are measured in units of half the action range.
     """
 
     final: float = 1.0
     every_step: float = 0.0
     smoothness: float = 0.01
+    latent_weights: tuple[float, ...] = field(default=())
+    """Weight of each latent dimension in ``d``; empty means 1 for every dimension."""
 
     def __post_init__(self) -> None:
         for name in ("final", "every_step", "smoothness"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not value >= 0 or value != value:
                 raise InvalidInputError(f"cost weight {name} must be a number >= 0, got {value!r}")
+        self.latent_weights = tuple(float(value) for value in self.latent_weights)
+        if any(not value >= 0 or value == float("inf") for value in self.latent_weights):
+            raise InvalidInputError(f"latent weights must be finite numbers >= 0, got {list(self.latent_weights)}")
         if self.final == 0 and self.every_step == 0:
             raise InvalidInputError("cost weights final and every_step are both 0, so the goal would be ignored")
 
@@ -37,7 +43,15 @@ def goal_cost(predicted: Tensor, goal: Tensor, unit_actions: Tensor, weights: Co
     ``predicted`` is ``(N, H, D)``, ``goal`` ``(D,)`` and ``unit_actions``
     ``(N, H, A)`` the actions scaled to ``[-1, 1]``.
     """
-    squared = (predicted - goal).pow(2).mean(dim=-1)
+    squared = (predicted - goal).pow(2)
+    if weights.latent_weights:
+        if len(weights.latent_weights) != squared.shape[-1]:
+            raise InvalidInputError(
+                f"{len(weights.latent_weights)} latent weights were given for a {squared.shape[-1]}-dimensional "
+                "latent; give one per dimension"
+            )
+        squared = squared * squared.new_tensor(weights.latent_weights)
+    squared = squared.mean(dim=-1)
     cost = weights.final * squared[:, -1]
     if weights.every_step > 0:
         cost = cost + weights.every_step * squared.mean(dim=1)

@@ -259,6 +259,23 @@ def test_goal_cost_terms_match_definition():
     assert float(cost[0]) == pytest.approx(2.0 * final + 3.0 * every_step + 0.5 * jerk)
 
 
+def test_latent_weights_scale_each_dimension():
+    predicted = torch.tensor([[[1.0, 0.0], [2.0, 2.0]]])
+    goal = torch.tensor([0.0, 2.0])
+    unit_actions = torch.zeros(1, 2, 1)
+    weights = CostWeights(final=1.0, every_step=1.0, smoothness=0.0, latent_weights=(3, 0.5))
+
+    cost = goal_cost(predicted, goal, unit_actions, weights)
+
+    final = (3 * 4.0 + 0.5 * 0.0) / 2
+    every_step = ((3 * 1.0 + 0.5 * 4.0) / 2 + final) / 2
+    assert float(cost[0]) == pytest.approx(final + every_step)
+    with pytest.raises(InvalidInputError, match="3 latent weights were given for a 2-dimensional latent"):
+        goal_cost(predicted, goal, unit_actions, CostWeights(latent_weights=(1, 1, 1)))
+    with pytest.raises(InvalidInputError, match=r"latent weights must be finite numbers >= 0, got \[1.0, -1.0\]"):
+        CostWeights(latent_weights=(1, -1))
+
+
 def test_make_planner_rejects_unknown_name_and_option():
     with pytest.raises(InvalidInputError, match="valid planners: gd, cem, mppi"):
         make_planner("ilqr")
