@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import tempfile
 import time
@@ -176,6 +177,17 @@ def time_planners(planners: list[str], budgets: dict, horizon: int, repeats: int
     return rows
 
 
+def parse_latent_weights(text: str) -> tuple[float, ...]:
+    """Return the comma-separated weights of ``--latent-weights``; each must be a finite number >= 0."""
+    try:
+        weights = tuple(float(value) for value in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 4,1,1") from None
+    if not all(math.isfinite(value) and value >= 0 for value in weights):
+        raise argparse.ArgumentTypeError(f"{text!r} contains a weight that is negative or not finite")
+    return weights
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse the options, run every planner on every task and print and store the table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--latent-weights",
-        type=lambda text: tuple(float(value) for value in text.split(",")),
+        type=parse_latent_weights,
         default=(),
         help="comma-separated weight of each latent dimension in the goal cost, e.g. 4,1,1 (default: all 1)",
     )
@@ -229,6 +241,11 @@ def main(argv: list[str] | None = None) -> None:
             encoder_dir, world_model_dir = args.encoder, args.world_model
         encoder = load_frozen_encoder(encoder_dir, torch.device("cpu"))
         world_model = LatentWorldModel.from_pretrained(world_model_dir).requires_grad_(False)
+        if args.latent_weights and len(args.latent_weights) != world_model.config.code_dim:
+            parser.error(
+                f"--latent-weights has {len(args.latent_weights)} weights but the world model's latent has "
+                f"{world_model.config.code_dim} dimensions; give one weight per dimension"
+            )
         size = encoder.config.image_size
         tasks = make_tasks(args.tasks, size, args.seed)
         cost = CostWeights(

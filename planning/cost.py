@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -31,7 +32,7 @@ class CostWeights:
             if not isinstance(value, (int, float)) or not value >= 0 or value != value:
                 raise InvalidInputError(f"cost weight {name} must be a number >= 0, got {value!r}")
         self.latent_weights = tuple(float(value) for value in self.latent_weights)
-        if any(not value >= 0 or value == float("inf") for value in self.latent_weights):
+        if not all(math.isfinite(value) and value >= 0 for value in self.latent_weights):
             raise InvalidInputError(f"latent weights must be finite numbers >= 0, got {list(self.latent_weights)}")
         if self.final == 0 and self.every_step == 0:
             raise InvalidInputError("cost weights final and every_step are both 0, so the goal would be ignored")

@@ -54,7 +54,7 @@ def manifest_signature(manifest: dict[str, Any]) -> str:
 
 
 FeatureFunction = Callable[[Tensor], Tensor]
-"""Maps uint8 images ``(B, 3, S, S)`` on the encoder's device to features ``(B, ...)``."""
+"""Function from uint8 images ``(B, 3, S, S)`` on the encoder's device to features ``(B, ...)``."""
 
 
 @torch.no_grad()

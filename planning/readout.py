@@ -3,27 +3,24 @@
 The encoder's linear code ``W z`` keeps the directions of z that matter most for
 the density, and a thin part such as the cartpole's pole adds little to it. A
 ridge probe reads the pole angle from the full z far better than from the code.
-Because the flow is a bijection, z still holds every pixel, so a small
+Because the flow is a bijection, z still contains every pixel, so a small
 convolutional head on z can read the goal-defining state components precisely.
 
 The head is trained by regression on the physical states that ``flowjepa
-collect`` records beside every frame; the world model then predicts windows of
+collect`` records beside every frame. The world model then predicts windows of
 read-outs instead of codes. An angle component is read out as its sine and
 cosine, so the wrap at pi is no discontinuity.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from flowjepa.errors import InvalidInputError
-
-logger = logging.getLogger(__name__)
+from flowjepa.errors import InvalidInputError, TrainingDivergedError
 
 EVAL_BATCH = 256
 NORMALIZATION_FRAMES = 4096
@@ -144,9 +141,9 @@ def train_readout(
         target = (y_train[indices].to(device) - head.target_mean) / head.target_std
         loss = (head.standardized(z_train[indices].to(device)) - target).pow(2).mean()
         if not torch.isfinite(loss.detach()):
-            raise InvalidInputError(
-                f"the read-out loss became {float(loss.detach())} at step {step}; check that the collection's "
-                "states are finite, or lower the learning rate"
+            raise TrainingDivergedError(
+                f"the read-out head's loss became {float(loss.detach())} at step {step}; check that the "
+                "collection's recorded states are finite, or pass train_readout a lower lr"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

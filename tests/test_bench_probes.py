@@ -47,16 +47,26 @@ def test_ridge_recovers_linear_targets(dims):
     assert penalty > 0
 
 
-def test_ridge_ignores_train_constant_column():
-    features, targets, groups = linear_data(100, 5, seed=2)
-    features = torch.cat([features, torch.zeros(100, 1)], dim=1)
-    test_features, _, _ = linear_data(50, 5, seed=3)
+def ridge_r2_with_extra_column(extra: torch.Tensor, signal: float, test_value: float, seeds: tuple[int, int]):
+    """Return the ridge R² on linear data plus one extra column, ``extra`` in training and ``test_value`` at test.
+
+    The training targets gain ``signal * extra``; the test targets come from the first five columns only.
+    """
+    features, targets, groups = linear_data(100, 5, seed=seeds[0])
+    features = torch.cat([features, extra], dim=1)
+    targets = targets + signal * extra
+    test_features, _, _ = linear_data(50, 5, seed=seeds[1])
     weights = torch.linalg.lstsq(features[:, :5], targets).solution
     test_targets = test_features @ weights
-    # The column never varied in training but is huge at test time (a pixel that lights up only there).
-    test_features = torch.cat([test_features, torch.full((50, 1), 1e6)], dim=1)
+    test_features = torch.cat([test_features, torch.full((50, 1), test_value)], dim=1)
 
     r2, _ = ridge_probe_r2(features, targets, groups, test_features, test_targets)
+    return r2
+
+
+def test_ridge_ignores_train_constant_column():
+    # The column never varied in training but is huge at test time (a pixel that lights up only there).
+    r2 = ridge_r2_with_extra_column(torch.zeros(100, 1), signal=0.0, test_value=1e6, seeds=(2, 3))
 
     assert float(r2.min()) > 0.99
 
@@ -64,17 +74,8 @@ def test_ridge_ignores_train_constant_column():
 def test_ridge_clips_barely_varying_column():
     # A column whose tiny training variation carries a little signal, then jumps at test time: without
     # clipping to the training range its large weight swamps the prediction.
-    features, targets, groups = linear_data(100, 5, seed=4)
-    generator = torch.Generator().manual_seed(5)
-    quiet = 1e-3 * torch.randn(100, 1, generator=generator)
-    features = torch.cat([features, quiet], dim=1)
-    targets = targets + 50.0 * quiet
-    test_features, _, _ = linear_data(50, 5, seed=6)
-    weights = torch.linalg.lstsq(features[:, :5], targets).solution
-    test_targets = test_features @ weights
-    test_features = torch.cat([test_features, torch.full((50, 1), 10.0)], dim=1)
-
-    r2, _ = ridge_probe_r2(features, targets, groups, test_features, test_targets)
+    quiet = 1e-3 * torch.randn(100, 1, generator=torch.Generator().manual_seed(5))
+    r2 = ridge_r2_with_extra_column(quiet, signal=50.0, test_value=10.0, seeds=(4, 6))
 
     assert float(r2.min()) > 0.9
 

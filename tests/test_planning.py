@@ -297,3 +297,21 @@ def test_make_planner_rejects_unknown_name_and_option():
 def test_planner_options_are_validated(name, options, message):
     with pytest.raises(InvalidInputError, match=message):
         make_planner(name, **options)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("a,1", "'a,1' is not a comma-separated list of numbers"),
+        ("1,-1", "'1,-1' contains a weight that is negative or not finite"),
+        ("1,1", "--latent-weights has 2 weights but the world model's latent has 32 dimensions"),
+    ],
+)
+def test_bench_latent_weights_errors(value, message, capsys):
+    from bench.bench_planning import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--latent-weights", value, "--tasks", "1", "--steps", "1", "--planners", "gd"])
+
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
