@@ -25,6 +25,7 @@ run needs trained models.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -218,6 +219,12 @@ def main(argv: list[str] | None = None) -> None:
         help="comma-separated weight of each latent dimension in the goal cost, e.g. 4,1,1 (default: all 1)",
     )
     parser.add_argument(
+        "--correction",
+        type=float,
+        default=0.0,
+        help="gain in [0, 1] of the online model-error correction (offset-free MPC); 0 turns it off",
+    )
+    parser.add_argument(
         "--budgets", type=json.loads, default=None, help='JSON overrides, e.g. \'{"cem": {"population": 300}}\''
     )
     args = parser.parse_args(argv)
@@ -267,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
                         result = plan(
                             env, encoder, world_model, task.goal_frame, planner=make_planner(name, **options),
                             horizon=horizon, steps=steps, cost=cost, seed=task.seed, goal_state=task.goal_state,
-                            imagine=False,
+                            imagine=False, correction=args.correction,
                         )  # fmt: skip
                     results.append(result)
                 rows.append(summarize(name, results))
@@ -281,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {"quick": args.quick, "steps": steps, "horizon": horizon, "budgets": budgets, "rows": rows}
+    record.update(cost=dataclasses.asdict(cost), correction=args.correction)
     record.update(successes_per_task=per_task, final_errors_per_task=final_errors)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nresults in {args.out}; total {time.perf_counter() - started:.0f} s")

@@ -75,6 +75,11 @@ def plan_command(
     lr: float | None = typer.Option(None, help="Adam learning rate of the gd planner. [default: 0.3]"),
     every_step_weight: float = typer.Option(0.0, help="Weight of the goal distance at every planned step."),
     smoothness_weight: float = typer.Option(0.01, help="Weight of the squared change between consecutive actions."),
+    correction: float = typer.Option(
+        0.0,
+        help="Gain in [0, 1] of the online estimate of the world model's one-step error, added to its "
+        "predictions (offset-free MPC); 0 plans with the model as it is.",
+    ),
     seed: int = typer.Option(0, help="Seed of the start state and of the planner's sampling."),
     out: Path = typer.Option(Path("runs/plan"), help="Folder for the video, the cost plot and result.json."),
     video_format: str = typer.Option("gif", help="Video format: gif, or mp4 (needs imageio-ffmpeg)."),
@@ -119,6 +124,7 @@ def plan_command(
         lr=lr,
         every_step_weight=every_step_weight,
         smoothness_weight=smoothness_weight,
+        correction=correction,
         seed=seed,
         out=out,
         video_format=video_format,
@@ -189,6 +195,7 @@ def _run(options: dict[str, Any]) -> None:
                 cost=cost,
                 seed=options["seed"],
                 goal_state=goal.state,
+                correction=options["correction"],
                 progress=on_step,
             )
         except PlanningDivergedError as error:
@@ -211,6 +218,9 @@ def _write_result(result: Any, path: Path, options: dict[str, Any]) -> None:
         "horizon": options["horizon"],
         "steps": options["steps"],
         "seed": options["seed"],
+        "every_step_weight": options["every_step_weight"],
+        "smoothness_weight": options["smoothness_weight"],
+        "correction": options["correction"],
         "success": result.success,
         "success_rule": result.success_rule,
         "completed": result.completed,

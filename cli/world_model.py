@@ -53,6 +53,11 @@ def train_world_model_command(
         help="Transition networks trained side by side from different initial weights; planners use their "
         "mean prediction, which the planner cannot exploit as easily as one model's errors.",
     ),
+    mirror: bool = typer.Option(
+        _DEFAULTS.mirror,
+        help="Also train on the left-right mirror image of every training episode (read-outs and actions "
+        "change sign); needs --latent readout and an env with that symmetry, such as the cart-poles.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
     """Train a latent world model on the frozen encoder's codes of collected episodes.
@@ -90,6 +95,7 @@ def train_world_model_command(
         latent=latent,
         readout_steps=readout_steps,
         ensemble=ensemble,
+        mirror=mirror,
     )
     config.validate()
     console.print(f"[bold]train-world-model[/] -> {out}  ({steps} steps, {transition}, history {history})")

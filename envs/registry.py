@@ -51,6 +51,14 @@ class EnvSpec:
     options: tuple[str, ...] = ()
     cartpole: CartPoleParams | None = None
     discrete: bool = False
+    mirrored: tuple[str, ...] = ()
+    """State components that change sign when the scene is reflected left to right.
+
+    A non-empty tuple declares that the dynamics are symmetric under that
+    reflection together with negating every action, so that training data can be
+    mirrored (``train-world-model --mirror``). Components not listed keep their
+    value. Empty when the env has no such symmetry.
+    """
 
 
 def _build_dm_control(layout_key: str) -> Callable[..., PixelEnv]:
@@ -120,6 +128,7 @@ SPECS: dict[str, EnvSpec] = {
             build=_build_dm_control("cartpole-balance"),
             options=_DM_OPTIONS,
             cartpole=_DM_CARTPOLE,
+            mirrored=_CARTPOLE_STATE,
         ),
         EnvSpec(
             name="cartpole-swingup",
@@ -131,6 +140,7 @@ SPECS: dict[str, EnvSpec] = {
             build=_build_dm_control("cartpole-swingup"),
             options=_DM_OPTIONS,
             cartpole=_DM_CARTPOLE,
+            mirrored=_CARTPOLE_STATE,
         ),
         EnvSpec(
             name="cartpole-gym",
@@ -143,6 +153,7 @@ SPECS: dict[str, EnvSpec] = {
             options=("time_limit",),
             cartpole=_GYM_CARTPOLE,
             discrete=True,
+            mirrored=_CARTPOLE_STATE,
         ),
         EnvSpec(
             name="pendulum",
@@ -153,6 +164,7 @@ SPECS: dict[str, EnvSpec] = {
             default_time_limit=20.0,
             build=_build_dm_control("pendulum-swingup"),
             options=_DM_OPTIONS,
+            mirrored=("pole_angle", "pole_angular_velocity"),
         ),
         EnvSpec(
             name="reacher",

@@ -48,6 +48,18 @@ class EncodedDataset:
     manifest: dict[str, Any]
 
 
+def mirror_split(split: EncodedSplit, signs: Tensor) -> EncodedSplit:
+    """Return the episodes of ``split`` followed by their mirror images.
+
+    A mirrored episode multiplies every code by ``signs`` ``(D,)`` and negates
+    every action: the same episode as seen in a left-right reflected world. Use
+    it only where the environment declares that symmetry (``EnvSpec.mirrored``).
+    """
+    mirrored_codes = [codes * signs.to(codes.dtype) for codes in split.codes]
+    mirrored_actions = [-actions for actions in split.actions]
+    return EncodedSplit(split.codes + mirrored_codes, split.actions + mirrored_actions)
+
+
 def manifest_signature(manifest: dict[str, Any]) -> str:
     """Return a SHA-256 prefix of the manifest, which lists every episode shard and its options."""
     return hashlib.sha256(json.dumps(manifest, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from flowjepa.errors import InvalidInputError
+from planning.correction import ModelErrorEstimate
 from planning.cost import CostWeights, latent_distance
 from planning.problem import PlanningProblem, shift_plan
 from planning.registry import Planner, make_planner
@@ -82,11 +83,23 @@ def tensor_to_frames(images: Tensor) -> np.ndarray:
 
 
 def _validate_episode(
-    env: Any, encoder: Any, world_model: LatentWorldModel, goal_frame: np.ndarray, horizon: int, steps: int, replan: int
+    env: Any,
+    encoder: Any,
+    world_model: LatentWorldModel,
+    goal_frame: np.ndarray,
+    horizon: int,
+    steps: int,
+    replan: int,
+    correction: float,
 ) -> None:
     for name, value in (("horizon", horizon), ("steps", steps), ("replan_every", replan)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(correction, bool) or not isinstance(correction, (int, float)) or not 0 <= correction <= 1:
+        raise InvalidInputError(
+            f"correction must be a number in [0, 1] (the gain of the model-error estimate; 0 turns it off), "
+            f"got {correction!r}"
+        )
     if replan > horizon:
         raise InvalidInputError(f"replan_every={replan} exceeds horizon={horizon}; replan at least once per horizon")
     size = encoder.config.image_size
@@ -124,6 +137,7 @@ def plan(
     seed: int = 0,
     goal_state: np.ndarray | None = None,
     imagine: bool = True,
+    correction: float = 0.0,
     progress: ProgressCallback | None = None,
 ) -> PlanResult:
     """Run one closed-loop episode that steers ``env`` towards ``goal_frame`` by planning in the latent.
@@ -133,10 +147,13 @@ def plan(
     steps the planner optimises ``horizon`` actions from the current window,
     warm-started with the previous plan shifted by the executed actions (receding
     horizon). ``encoder`` is a frozen :class:`~flowjepa.FlowJEPA`; ``goal_frame``
-    is uint8 ``(S, S, 3)``. ``progress(step, info)`` is called after each action
+    is uint8 ``(S, S, 3)``. ``correction`` in [0, 1] is the gain of the online
+    estimate of the model's one-step error that is added to its predictions
+    (offset-free MPC, :mod:`planning.correction`); 0 plans with the model as it
+    is. ``progress(step, info)`` is called after each action
     with the keys ``cost``, ``latent_distance`` and ``state`` (the true physical state).
     """
-    _validate_episode(env, encoder, world_model, goal_frame, horizon, steps, replan_every)
+    _validate_episode(env, encoder, world_model, goal_frame, horizon, steps, replan_every, correction)
     active_planner = make_planner(planner, **(planner_options or {})) if isinstance(planner, str) else planner
     bounds = world_model.bounds
     cost = cost or CostWeights()
@@ -155,6 +172,7 @@ def plan(
     goal_latent = embed(goal_frame[None])[0]
     latent = embed(frame[None])[0]
     window = latent.expand(history, -1).clone()
+    model_error = ModelErrorEstimate(world_model, correction, latent)
     real_frames = [frame]
     imagine = imagine and world_model.decodes_to_pixels
     imagined_frames = [imagine_frame(latent)] if imagine else []
@@ -173,7 +191,7 @@ def plan(
         # Replan on schedule, warm-started from the remainder of the previous plan.
         if step % replan_every == 0:
             warm_start = shift_plan(current_plan, offset, horizon, bounds)
-            problem = PlanningProblem(world_model, window, goal_latent, bounds, horizon, cost)
+            problem = PlanningProblem(model_error.dynamics(), window, goal_latent, bounds, horizon, cost)
             started = time.perf_counter()
             with torch.enable_grad():
                 output = active_planner.plan(problem, warm_start)
@@ -188,8 +206,10 @@ def plan(
         offset += 1
         frame, _, terminated, truncated, info = env.step(env.to_env_action(action.cpu().numpy()))
 
-        # Observe: encode the new frame and slide the window.
+        # Observe: encode the new frame, update the model-error estimate and slide the window.
         latent = embed(frame[None])[0]
+        with torch.no_grad():
+            model_error.update(window, action, latent)
         window = torch.cat([window[1:], latent[None]], dim=0)
         real_frames.append(frame)
         if imagine:

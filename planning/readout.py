@@ -57,6 +57,20 @@ def readout_targets(
     return torch.stack(columns, dim=1)
 
 
+def mirror_signs(components: Sequence[str], angular: Sequence[bool], mirrored: Sequence[str]) -> Tensor:
+    """Return the factor ``(R,)`` (+1 or -1) of each read-out dimension under a left-right reflection.
+
+    A component in ``mirrored`` changes sign, so its read-out is negated, or for
+    an angle its sine is negated and its cosine kept. Other components keep
+    their value. The layout follows :func:`readout_names`.
+    """
+    signs = []
+    for name, is_angle in zip(components, angular):
+        flips = name in mirrored
+        signs.extend([-1.0 if flips else 1.0, 1.0] if is_angle else [-1.0 if flips else 1.0])
+    return torch.tensor(signs)
+
+
 class ReadoutHead(nn.Module):
     """Convolutional regression head from the flow latent ``z`` ``(B, C, H, W)`` to ``(B, R)`` read-outs.
 

@@ -34,10 +34,11 @@ from planning.data import (
     encode_dataset,
     encode_frames,
     load_split_episodes,
+    mirror_split,
     read_manifests,
 )
 from planning.loading import load_frozen_encoder
-from planning.readout import ReadoutHead, readout_names, readout_targets, train_readout
+from planning.readout import ReadoutHead, mirror_signs, readout_names, readout_targets, train_readout
 from planning.success import success_rule_for
 from planning.transitions import SOLVERS, TRANSITIONS
 from planning.world_model import LATENTS, LatentWorldModel, WorldModelConfig, encoder_fingerprint
@@ -90,6 +91,8 @@ class WorldModelTrainConfig:
     """Optimiser steps of the read-out head (``latent=readout`` only)."""
     ensemble: int = 1
     """Transition networks, each trained on its own open-loop loss; planning uses their mean."""
+    mirror: bool = False
+    """Add the left-right mirror image of every training episode (``latent=readout`` only, symmetric envs)."""
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid option."""
@@ -116,6 +119,11 @@ class WorldModelTrainConfig:
             raise InvalidInputError(f"unknown --solver {self.solver!r}; valid solvers: {', '.join(SOLVERS)}")
         if self.latent not in LATENTS:
             raise InvalidInputError(f"unknown --latent {self.latent!r}; valid latents: {', '.join(LATENTS)}")
+        if self.mirror and self.latent != "readout":
+            raise InvalidInputError(
+                "--mirror needs --latent readout: codes of a mirrored frame are not a sign change of the "
+                "original codes, while read-outs of physical state components are"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the options as a JSON-serialisable dict."""
@@ -168,6 +176,9 @@ def validation_metrics(model: LatentWorldModel, sampler: WindowSampler, device: 
 
 def _check_resume_compatible(stored: dict[str, Any], config: WorldModelTrainConfig, run_dir: Path) -> None:
     current = config.to_dict()
+    # An option added after the run started was implicitly at its default then.
+    defaults = {field.name: field.default for field in dataclasses.fields(WorldModelTrainConfig)}
+    stored = {**{key: value for key, value in defaults.items() if key not in stored}, **stored}
     changed = sorted(key for key in current if key not in RESUMABLE_CHANGES and stored.get(key) != current[key])
     if changed:
         details = ", ".join(f"{key}: {stored.get(key)!r} -> {current[key]!r}" for key in changed)
@@ -186,6 +197,21 @@ def _readout_layout(manifest: dict[str, Any]) -> tuple[list[str], list[bool]]:
             f"{manifest['env']!r} has no success rule; use --latent code"
         )
     return list(rule.components), list(rule.angular)
+
+
+def _mirror_signs(manifest: dict[str, Any]) -> torch.Tensor:
+    """Return the read-out signs under the env's left-right reflection, or raise when it declares none."""
+    from envs.registry import get_spec
+
+    env = str(manifest["env"])
+    mirrored = get_spec(env).mirrored
+    if not mirrored:
+        raise InvalidInputError(
+            f"--mirror needs an environment that is symmetric under a left-right reflection, and {env!r} "
+            "declares no such symmetry; train without --mirror"
+        )
+    components, angular = _readout_layout(manifest)
+    return mirror_signs(components, angular, mirrored)
 
 
 def _read_out(head: ReadoutHead, encoder: Any, images: torch.Tensor) -> torch.Tensor:
@@ -333,6 +359,7 @@ def train_world_model(
         )
     if resume:
         _check_resume_compatible(read_json(run_dir / RUN_CONFIG_FILE, "run config"), config, run_dir)
+    signs = _mirror_signs(read_manifests(data_folders(config.data))[0]) if config.mirror else None
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config.to_dict(), RUN_CONFIG_FILE)
 
@@ -345,6 +372,8 @@ def train_world_model(
         features = functools.partial(_read_out, head, encoder)
         cache_key = f"{fingerprint}:{encoder_fingerprint(head)}"
     data = encode_dataset(encoder, config.data, run_dir, cache_key, config.val_fraction, on_encode, features)
+    if signs is not None:
+        data.train = mirror_split(data.train, signs)
     train_windows = WindowSampler(data.train, config.history, config.rollout)
     val_windows = WindowSampler(data.val, config.history, config.rollout)
     model_config = _model_config(config, encoder, data, fingerprint, data.train.codes[0].shape[1])

@@ -267,19 +267,25 @@ class LatentWorldModel(nn.Module):
             return members[0](window, unit)
         return torch.stack([transition(window, unit) for transition in members]).mean(dim=0)
 
-    def rollout(self, start: Tensor, actions: Tensor, member: int | None = None) -> Tensor:
+    def rollout(
+        self, start: Tensor, actions: Tensor, member: int | None = None, offset: Tensor | None = None
+    ) -> Tensor:
         """Predict the latent after each action, open loop.
 
         ``start`` is ``(k, D)`` (shared by every sequence) or ``(N, k, D)``;
         ``actions`` is ``(N, H, A)``. Returns ``(N, H, D)``. An ensemble feeds
         the mean prediction back into the window at every step, so its errors
         average out; ``member`` rolls out one member on its own instead.
+        ``offset`` ``(D,)`` is added to every predicted latent before it enters
+        the window (the online error correction of :mod:`planning.correction`).
         """
         count, horizon = actions.shape[:2]
         window = start.expand(count, *start.shape[-2:]) if start.ndim == 2 else start
         predictions = []
         for t in range(horizon):
             latent = self.step(window, actions[:, t], member)
+            if offset is not None:
+                latent = latent + offset
             predictions.append(latent)
             window = torch.cat([window[:, 1:], latent[:, None]], dim=1)
         return torch.stack(predictions, dim=1)

@@ -71,8 +71,8 @@ def test_readout_config_is_validated():
         WorldModelTrainConfig(encoder="e", data="d", latent="pixels").validate()
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
+def tiny_encoder_and_episodes(tmp_path_factory, seed: int) -> tuple[Path, Path]:
+    """Save a random 16 px encoder and collect 4 noisy balance episodes of 24 steps with ``seed``."""
     from envs.collect import collect
 
     torch.manual_seed(0)
@@ -82,9 +82,15 @@ def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
         .save_pretrained(tmp_path_factory.mktemp("encoder") / "model")
     )
     data = collect(
-        "cartpole", tmp_path_factory.mktemp("episodes"), episodes=4, steps=24, policy="balance", noise=0.5, seed=0,
+        "cartpole", tmp_path_factory.mktemp("episodes"), episodes=4, steps=24, policy="balance", noise=0.5, seed=seed,
         size=IMAGE_SIZE, progress=False,
     )  # fmt: skip
+    return encoder_dir, data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path, Path]:
+    encoder_dir, data = tiny_encoder_and_episodes(tmp_path_factory, seed=0)
     out = tmp_path_factory.mktemp("run") / "wm"
     config = WorldModelTrainConfig(
         encoder=str(encoder_dir), data=str(data), out=str(out), latent="readout", readout_steps=30, history=2,
@@ -147,8 +153,11 @@ def test_readout_world_model_plans_an_episode(trained):
 
     with make("cartpole", size=IMAGE_SIZE) as env:
         result = plan(env, encoder, model, goal, planner="gd", horizon=3, steps=4, seed=0)
+        corrected = plan(env, encoder, model, goal, planner="mppi", horizon=3, steps=4, seed=0, correction=0.5,
+                         planner_options={"population": 16, "iterations": 2})  # fmt: skip
 
-    assert len(result.actions) == 4
+    assert len(result.actions) == 4 and len(corrected.actions) == 4
+    assert np.all(np.isfinite(corrected.costs))
     assert result.imagined_frames.shape[0] == 0
     assert np.all(np.isfinite(result.costs))
 

@@ -66,6 +66,18 @@ def test_text_file_named_png_is_rejected(tmp_path):
     assert "goal.png" in " ".join(result.output.split())
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "nan"])
+def test_correction_outside_unit_interval_is_rejected(value, tmp_path):
+    result = runner.invoke(
+        app, ["plan", "--goal", str(GOAL), "--steps", "2", "--correction", value, "--out", str(tmp_path / "o")]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "correction must be a number in [0, 1]" in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o" / "episode.gif").exists()
+
+
 def test_sixteen_bit_goal_is_rejected(tmp_path):
     path = tmp_path / "deep.png"
     Image.fromarray(np.zeros((64, 64), np.uint16)).save(path)

@@ -133,6 +133,19 @@ def test_resume_equals_uninterrupted_run(encoder_dir, data_dir, tmp_path):
     assert encoded == [], "resuming encoded the episodes again instead of using the code cache"
 
 
+def test_run_from_before_a_new_option_resumes(encoder_dir, data_dir, tmp_path):
+    """A run folder written before an option existed resumes when that option is at its default."""
+    run = tmp_path / "old"
+    train_world_model(make_config(encoder_dir, data_dir, run, steps=4))
+    stored = json.loads((run / "train_config.json").read_text())
+    del stored["mirror"], stored["ensemble"]
+    (run / "train_config.json").write_text(json.dumps(stored))
+
+    train_world_model(make_config(encoder_dir, data_dir, run, steps=6), resume=True)
+    with pytest.raises(InvalidInputError, match=r"ensemble: 1 -> 2"):
+        train_world_model(make_config(encoder_dir, data_dir, run, steps=8, ensemble=2), resume=True)
+
+
 def test_sigint_saves_checkpoint_then_resumes(encoder_dir, data_dir, tmp_path):
     run_dir = tmp_path / "run"
 
