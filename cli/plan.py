@@ -64,7 +64,7 @@ def plan_command(
     env: str = typer.Option("cartpole", help="Environment to act in (see `flowjepa collect --help`)."),
     model: Path = typer.Option(DEFAULT_ENCODER, help="Encoder folder (or a pretrain run folder containing model/)."),
     world_model: Path = typer.Option(DEFAULT_WORLD_MODEL, help="World model folder from `train-world-model`."),
-    planner: str = typer.Option("gd", help="Planner: gd (gradient MPC), cem or mppi."),
+    planner: str = typer.Option("mppi", help="Planner: mppi, cem or gd (gradient MPC)."),
     horizon: int = typer.Option(15, help="Planned actions per replanning (environment steps)."),
     steps: int = typer.Option(50, help="Actions executed in the episode."),
     replan_every: int = typer.Option(1, help="Executed actions between replannings (receding horizon)."),
@@ -73,10 +73,10 @@ def plan_command(
         None, help="Action sequences per iteration (gd candidates, cem/mppi population). [default: per planner]"
     ),
     lr: float | None = typer.Option(None, help="Adam learning rate of the gd planner. [default: 0.3]"),
-    every_step_weight: float = typer.Option(0.0, help="Weight of the goal distance at every planned step."),
-    smoothness_weight: float = typer.Option(0.01, help="Weight of the squared change between consecutive actions."),
+    every_step_weight: float = typer.Option(1.0, help="Weight of the goal distance at every planned step."),
+    smoothness_weight: float = typer.Option(0.1, help="Weight of the squared change between consecutive actions."),
     correction: float = typer.Option(
-        0.0,
+        0.1,
         help="Gain in [0, 1] of the online estimate of the world model's one-step error, added to its "
         "predictions (offset-free MPC); 0 plans with the model as it is.",
     ),

@@ -304,7 +304,7 @@ def test_planner_options_are_validated(name, options, message):
     [
         ("a,1", "'a,1' is not a comma-separated list of numbers"),
         ("1,-1", "'1,-1' contains a weight that is negative or not finite"),
-        ("1,1", "--latent-weights has 2 weights but the world model's latent has 32 dimensions"),
+        ("1,1", "--latent-weights has 2 weights but the world model's latent has 3 dimensions"),
     ],
 )
 def test_bench_latent_weights_errors(value, message, capsys):
