@@ -45,7 +45,9 @@ def _planner_options(planner: str, iterations: int | None, candidates: int | Non
         options["candidates" if planner == "gd" else "population"] = candidates
     if lr is not None:
         if planner != "gd":
-            raise InvalidInputError(f"--lr applies to the gd planner only, not to {planner!r}")
+            raise InvalidInputError(
+                f"--lr applies to the gd planner only, not to {planner!r}; add --planner gd or drop --lr"
+            )
         options["lr"] = lr
     return options
 
@@ -254,7 +256,7 @@ def _print_summary(result: Any, video: Path, plot: Path) -> None:
         )
         console.print(f"final true state distance: {errors}")
     console.print(f"planner time per action: {result.seconds_per_action * 1000:.1f} ms")
-    console.print(f"wrote {video} and {plot}")
+    console.print(f"wrote {video}, {plot} and {video.parent / 'result.json'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -97,8 +97,8 @@ def _validate_episode(
             raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(correction, bool) or not isinstance(correction, (int, float)) or not 0 <= correction <= 1:
         raise InvalidInputError(
-            f"correction must be a number in [0, 1] (the gain of the model-error estimate; 0 turns it off), "
-            f"got {correction!r}"
+            f"correction (flowjepa plan --correction) must be a number in [0, 1], the gain of the model-error "
+            f"estimate (0 turns it off); got {correction!r}"
         )
     if replan > horizon:
         raise InvalidInputError(f"replan_every={replan} exceeds horizon={horizon}; replan at least once per horizon")

@@ -73,7 +73,7 @@ def test_correction_outside_unit_interval_is_rejected(value, tmp_path):
     )
 
     assert result.exit_code == 2, result.output
-    assert "correction must be a number in [0, 1]" in " ".join(result.output.split())
+    assert "(flowjepa plan --correction) must be a number in [0, 1]" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert not (tmp_path / "o" / "episode.gif").exists()
 
