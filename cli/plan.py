@@ -18,6 +18,9 @@ from planning.goal_image import CONVERSION_RULE
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ENCODER = REPO_ROOT / "models" / "cartpole" / "encoder"
 DEFAULT_WORLD_MODEL = REPO_ROOT / "models" / "cartpole" / "world_model"
+# MPPI samples per iteration when --candidates is not given: 2,000 reached 14 of 20 benchmark goals with
+# the shipped models, against 11 for MPPI's own default of 1,000.
+DEFAULT_MPPI_POPULATION = 2000
 
 
 def _check_positive(name: str, value: float | int | None) -> None:
@@ -43,6 +46,8 @@ def _planner_options(planner: str, iterations: int | None, candidates: int | Non
         options["iterations"] = iterations
     if candidates is not None:
         options["candidates" if planner == "gd" else "population"] = candidates
+    elif planner == "mppi":
+        options["population"] = DEFAULT_MPPI_POPULATION
     if lr is not None:
         if planner != "gd":
             raise InvalidInputError(
@@ -72,7 +77,9 @@ def plan_command(
     replan_every: int = typer.Option(1, help="Executed actions between replannings (receding horizon)."),
     iterations: int | None = typer.Option(None, help="Planner iterations per replanning. [default: per planner]"),
     candidates: int | None = typer.Option(
-        None, help="Action sequences per iteration (gd candidates, cem/mppi population). [default: per planner]"
+        None,
+        help="Action sequences per iteration (gd candidates, cem/mppi population). "
+        "[default: 2000 for mppi, else per planner]",
     ),
     lr: float | None = typer.Option(None, help="Adam learning rate of the gd planner. [default: 0.3]"),
     every_step_weight: float = typer.Option(1.0, help="Weight of the goal distance at every planned step."),
