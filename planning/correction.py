@@ -11,7 +11,7 @@ After every executed action, the observed latent is compared with the model's
 one-step prediction, and ``d`` is updated as an exponential moving average of
 that residual with gain ``beta``: ``d <- (1 - beta) d + beta (z_obs - f(...))``.
 Planning then rolls out the corrected model. ``beta = 0`` disables the
-correction; small gains average out the frame-to-frame noise of the latent.
+correction. Small gains average out the frame-to-frame noise of the latent.
 """
 
 from __future__ import annotations

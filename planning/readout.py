@@ -66,8 +66,11 @@ def mirror_signs(components: Sequence[str], angular: Sequence[bool], mirrored: S
     """
     signs = []
     for name, is_angle in zip(components, angular):
-        flips = name in mirrored
-        signs.extend([-1.0 if flips else 1.0, 1.0] if is_angle else [-1.0 if flips else 1.0])
+        sign = -1.0 if name in mirrored else 1.0
+        if is_angle:
+            signs.extend([sign, 1.0])
+        else:
+            signs.append(sign)
     return torch.tensor(signs)
 
 

@@ -92,7 +92,8 @@ class WorldModelTrainConfig:
     ensemble: int = 1
     """Transition networks, each trained on its own open-loop loss; planning uses their mean."""
     mirror: bool = False
-    """Add the left-right mirror image of every training episode (``latent=readout`` only, symmetric envs)."""
+    """Whether every training episode is also used as its left-right mirror image (``latent=readout`` only,
+    envs that declare the symmetry)."""
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` naming the first invalid option."""

@@ -1,4 +1,4 @@
-"""Offset-free MPC: the model-error estimate, the corrected rollout and their use in an episode."""
+"""Offset-free MPC: the model-error estimate and the corrected rollout."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tests.test_planning import random_world_model
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_corrected_rollout_adds_the_offset_before_feeding_back():
+def test_corrected_rollout_adds_offset():
     model = random_world_model("residual", torch.float64)
     generator = torch.Generator().manual_seed(0)
     start = torch.randn(3, 5, generator=generator, dtype=torch.float64)
@@ -32,7 +32,7 @@ def test_corrected_rollout_adds_the_offset_before_feeding_back():
                                model.rollout(start, actions), rtol=0, atol=0)  # fmt: skip
 
 
-def test_estimate_converges_to_a_constant_model_error():
+def test_estimate_converges_to_constant_bias():
     """When the world is the model plus a constant bias b, the estimate after n steps is b (1 - (1 - gain)^n)."""
     model = random_world_model("residual", torch.float64)
     generator = torch.Generator().manual_seed(1)
@@ -55,7 +55,7 @@ def test_estimate_converges_to_a_constant_model_error():
     assert float((predicted - truth).abs().max()) < 1e-3 * float(bias.abs().max())
 
 
-def test_zero_gain_plans_with_the_model_itself():
+def test_zero_gain_uses_plain_model():
     model = random_world_model("residual", torch.float64)
     estimate = ModelErrorEstimate(model, 0.0, torch.zeros(5, dtype=torch.float64))
     estimate.update(torch.zeros(3, 5, dtype=torch.float64), torch.zeros(2, dtype=torch.float64), torch.ones(5))

@@ -25,7 +25,7 @@ SYMMETRIC_ENVS = [name for name in ENV_NAMES if get_spec(name).mirrored]
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_the_cartpoles_and_the_pendulum_declare_the_symmetry():
+def test_registry_symmetric_envs():
     assert set(SYMMETRIC_ENVS) == {"cartpole", "cartpole-swingup", "cartpole-gym", "pendulum"}
     for name in SYMMETRIC_ENVS:
         spec = get_spec(name)
@@ -33,7 +33,7 @@ def test_the_cartpoles_and_the_pendulum_declare_the_symmetry():
 
 
 @pytest.mark.parametrize("name", SYMMETRIC_ENVS)
-def test_declared_symmetry_holds_in_the_simulator(name):
+def test_simulator_obeys_declared_symmetry(name):
     """Stepping the mirrored state with the negated action lands on the mirror image of the original step."""
     spec = get_spec(name)
     signs = np.array([-1.0 if component in spec.mirrored else 1.0 for component in spec.state_names])
@@ -56,11 +56,11 @@ def test_declared_symmetry_holds_in_the_simulator(name):
             np.testing.assert_allclose(trajectories[1], trajectories[0] * signs, atol=1e-6)
 
 
-def test_mirror_signs_follow_the_readout_layout():
+def test_mirror_signs_readout_layout():
     signs = mirror_signs(["cart_position", "pole_angle"], [False, True], ("cart_position", "pole_angle"))
     torch.testing.assert_close(signs, torch.tensor([-1.0, -1.0, 1.0]))
 
-    # A component outside the mirrored set keeps its sign; an angle's cosine never flips.
+    # A component outside the mirrored set keeps its sign, and an angle's cosine never flips.
     signs = mirror_signs(["height", "pole_angle"], [False, True], ("pole_angle",))
     torch.testing.assert_close(signs, torch.tensor([1.0, -1.0, 1.0]))
 
@@ -70,7 +70,8 @@ def test_mirror_split_appends_negated_episodes():
     actions = [torch.tensor([[0.3]])]
     split = mirror_split(EncodedSplit(codes, actions), torch.tensor([-1.0, -1.0, 1.0]))
 
-    assert len(split.codes) == 2 and len(split.actions) == 2
+    assert len(split.codes) == 2
+    assert len(split.actions) == 2
     torch.testing.assert_close(split.codes[0], codes[0])
     torch.testing.assert_close(split.codes[1], torch.tensor([[-0.5, -0.1, 0.9], [-0.6, 0.2, 0.8]]))
     torch.testing.assert_close(split.actions[1], torch.tensor([[-0.3]]))
@@ -86,7 +87,7 @@ def encoder_and_data(tmp_path_factory) -> tuple[Path, Path]:
     return tiny_encoder_and_episodes(tmp_path_factory, seed=1)
 
 
-def test_mirrored_training_centres_the_flipped_readouts(encoder_and_data, tmp_path):
+def test_mirrored_training_centres_readouts(encoder_and_data, tmp_path):
     """With every episode and its mirror image, the flipped read-outs average to zero and the cosine is unchanged."""
     encoder_dir, data = encoder_and_data
     means = {}

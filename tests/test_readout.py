@@ -156,7 +156,8 @@ def test_readout_world_model_plans_an_episode(trained):
         corrected = plan(env, encoder, model, goal, planner="mppi", horizon=3, steps=4, seed=0, correction=0.5,
                          planner_options={"population": 16, "iterations": 2})  # fmt: skip
 
-    assert len(result.actions) == 4 and len(corrected.actions) == 4
+    assert len(result.actions) == 4
+    assert len(corrected.actions) == 4
     assert np.all(np.isfinite(corrected.costs))
     assert result.imagined_frames.shape[0] == 0
     assert np.all(np.isfinite(result.costs))
