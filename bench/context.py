@@ -10,9 +10,10 @@ from bench.datasets import BenchData, resolve_imagenette
 from bench.machine import REPO_ROOT
 from bench.training import TrainedModel
 from flowjepa.errors import InvalidInputError
+from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL
 
-DEFAULT_PLANNING_ENCODER = REPO_ROOT / "models" / "cartpole" / "encoder"
-DEFAULT_WORLD_MODEL = REPO_ROOT / "models" / "cartpole" / "world_model"
+DEFAULT_PLANNING_ENCODER = SHIPPED_ENCODER
+DEFAULT_WORLD_MODEL = SHIPPED_WORLD_MODEL
 DATASETS = ("images", "cartpole")
 
 

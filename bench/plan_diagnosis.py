@@ -32,8 +32,8 @@ from bench.bench_planning import ENV_NAME, build_quick_models, make_tasks
 from envs.cartpole_control import CartPoleController
 from envs.registry import get_spec, make
 from flowjepa.errors import InvalidInputError
+from planning.controller import frames_to_tensor
 from planning.cost import CostWeights, goal_cost
-from planning.episode import frames_to_tensor
 from planning.loading import load_frozen_encoder
 from planning.problem import PlanningProblem
 from planning.registry import make_planner

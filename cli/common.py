@@ -32,10 +32,11 @@ def user_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except InvalidInputError as error:
-            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+            # soft_wrap: a long message stays one line, so a suggested command can be copied whole.
+            console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(USER_ERROR_EXIT_CODE) from None
         except TrainingDivergedError as error:
-            console.print(f"[bold red]training stopped:[/] {escape(str(error))}", highlight=False)
+            console.print(f"[bold red]training stopped:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except (NotADirectoryError, IsADirectoryError, FileExistsError, PermissionError) as error:
             # Paths come from the command line, so a path that cannot be used is the user's to fix.
@@ -43,6 +44,7 @@ def user_errors(command: F) -> F:
                 f"[bold red]error:[/] cannot use the path {escape(repr(error.filename))}: {error.strerror}; "
                 "choose another --out or input path",
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(USER_ERROR_EXIT_CODE) from None
 

@@ -14,10 +14,8 @@ from rich.markup import escape
 from cli.common import console, user_errors
 from flowjepa.errors import InvalidInputError
 from planning.goal_image import CONVERSION_RULE
+from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_ENCODER = REPO_ROOT / "models" / "cartpole" / "encoder"
-DEFAULT_WORLD_MODEL = REPO_ROOT / "models" / "cartpole" / "world_model"
 # MPPI samples per iteration when --candidates is not given: 2,000 reached 14 of 20 benchmark goals with
 # the shipped models, against 11 for MPPI's own default of 1,000.
 DEFAULT_MPPI_POPULATION = 2000
@@ -69,8 +67,8 @@ def _describe_state(state: np.ndarray, names: tuple[str, ...]) -> str:
 def plan_command(
     goal: Path = typer.Option(..., help=f"Goal image. {CONVERSION_RULE}"),
     env: str = typer.Option("cartpole", help="Environment to act in (see `flowjepa collect --help`)."),
-    model: Path = typer.Option(DEFAULT_ENCODER, help="Encoder folder (or a pretrain run folder containing model/)."),
-    world_model: Path = typer.Option(DEFAULT_WORLD_MODEL, help="World model folder from `train-world-model`."),
+    model: Path = typer.Option(SHIPPED_ENCODER, help="Encoder folder (or a pretrain run folder containing model/)."),
+    world_model: Path = typer.Option(SHIPPED_WORLD_MODEL, help="World model folder from `train-world-model`."),
     planner: str = typer.Option("mppi", help="Planner: mppi, cem or gd (gradient MPC)."),
     horizon: int = typer.Option(15, help="Planned actions per replanning (environment steps)."),
     steps: int = typer.Option(50, help="Actions executed in the episode."),
@@ -107,6 +105,14 @@ def plan_command(
         _check_positive(name, value)
     for name, value in (("--iterations", iterations), ("--candidates", candidates), ("--lr", lr), ("--fps", fps)):
         _check_positive(name, value)
+    for name, value in (("--every-step-weight", every_step_weight), ("--smoothness-weight", smoothness_weight)):
+        if not (math.isfinite(value) and value >= 0):
+            raise InvalidInputError(f"{name} must be a number >= 0, got {value!r}")
+    if not 0 <= correction <= 1:
+        raise InvalidInputError(
+            f"--correction must be a number in [0, 1], the gain of the model-error estimate (0 turns it off); "
+            f"got {correction!r}"
+        )
     if video_format not in ("gif", "mp4"):
         raise InvalidInputError(f"unknown --video-format {video_format!r}; valid formats: gif, mp4")
     from planning.registry import PLANNERS

@@ -32,7 +32,7 @@ from flowjepa.errors import InvalidInputError
 logger = logging.getLogger(__name__)
 
 # Options that must match when a collection is resumed, because they change the data.
-_RESUME_KEYS = ("env", "size", "action_repeat", "policy", "noise", "seed", "steps")
+_RESUME_KEYS = ("env", "size", "action_repeat", "policy", "noise", "seed", "steps", "planner")
 
 
 def episode_seeds(seed: int, index: int) -> tuple[int, int]:
@@ -52,6 +52,7 @@ def collect(
     size: int = 64,
     action_repeat: int | None = None,
     noise: float | None = None,
+    planner: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> Path:
     """Collect ``episodes`` episodes of ``steps`` env steps into ``out_dir`` and return the folder.
@@ -62,7 +63,8 @@ def collect(
     collected again, and asking for more episodes extends the folder. An
     episode ends early only when the env terminates it (``cartpole-gym``
     when the pole falls); there is no time limit. ``noise`` overrides the
-    policy's action noise (see :func:`envs.policies.make_policy`).
+    policy's action noise and ``planner`` configures policy ``plan`` (see
+    :func:`envs.policies.make_policy`).
 
     Raises:
         InvalidInputError: an argument is invalid, or the folder contains another
@@ -80,7 +82,6 @@ def collect(
     root = Path(out_dir)
     if root.exists() and not root.is_dir():
         raise InvalidInputError(f"--out {root} is a file; pass a folder (it is created if missing)")
-    root.mkdir(parents=True, exist_ok=True)
 
     options = {
         "env": env_name,
@@ -90,10 +91,14 @@ def collect(
         "noise": noise,
         "seed": seed,
         "steps": steps,
+        "planner": None,
     }
     env = make(env_name, size=size, action_repeat=action_repeat, time_limit=None)
+    agent: Policy | None = None
     try:
-        agent = make_policy(policy, env, noise=noise)
+        agent = make_policy(policy, env, noise=noise, planner=planner)
+        options["planner"] = agent.settings()
+        root.mkdir(parents=True, exist_ok=True)
         manifest = _open_manifest(root, options, env)
         manifest["episodes_requested"] = max(episodes, int(manifest.get("episodes_requested", 0)))
         write_manifest(root, manifest)
@@ -106,6 +111,8 @@ def collect(
             )
         _run(env, agent, root, manifest, todo, seed, steps, episodes, progress)
     finally:
+        if agent is not None:
+            agent.close()
         env.close()
     return root
 
@@ -194,7 +201,7 @@ def run_episode(env: PixelEnv, policy: Policy, steps: int, env_seed: int, policy
     terminated = False
 
     for _ in range(steps):
-        action = env.to_env_action(policy.act(states[-1]))
+        action = env.to_env_action(policy.act(states[-1], frames[-1]))
         frame, reward, terminated, _, info = env.step(action)
         frames.append(frame)
         states.append(info["state"])

@@ -1,8 +1,10 @@
-"""Seeded exploration policies for data collection: ``random``, ``ou`` and ``balance``.
+"""Seeded exploration policies for data collection: ``random``, ``ou``, ``balance`` and ``plan``.
 
 A policy maps the physical state to an action within the env's bounds, as a
 float64 vector ``(A,)``. For a discrete env the vector is one relaxed value
 in [-1, 1], which :meth:`envs.base.PixelEnv.to_env_action` turns into 0 or 1.
+``plan`` (latent MPC with trained models, :mod:`planning.policy`) also reads
+the current frame.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from envs.cartpole_control import CartPoleController
 from envs.registry import SPECS, get_spec
 from flowjepa.errors import InvalidInputError
 
-POLICY_NAMES = ("random", "ou", "balance")
+POLICY_NAMES = ("random", "ou", "balance", "plan")
+CARTPOLE_POLICIES = ("balance", "plan")
 
 
 class Policy(abc.ABC):
@@ -41,10 +44,18 @@ class Policy(abc.ABC):
         """Start an episode with a fresh random stream drawn from ``seed``."""
         self.rng = np.random.default_rng(seed)
 
-    def act(self, state: np.ndarray) -> np.ndarray:
-        """Return the action for ``state``, float64 ``(A,)`` within the env's bounds."""
+    def act(self, state: np.ndarray, frame: np.ndarray | None = None) -> np.ndarray:
+        """Return the action for ``state`` (and uint8 ``frame``), float64 ``(A,)`` within the env's bounds."""
         unit = np.clip(self._unit_action(np.asarray(state, dtype=np.float64)), -1.0, 1.0)
         return self._low + (unit + 1.0) * 0.5 * (self._high - self._low)
+
+    def settings(self) -> dict[str, Any] | None:
+        """Return the options a resumed collection must repeat, beyond name and noise; None for most policies."""
+        return None
+
+    def close(self) -> None:
+        """Release the envs and models the policy uses; the base policy uses none."""
+        return None
 
     @abc.abstractmethod
     def _unit_action(self, state: np.ndarray) -> np.ndarray:
@@ -85,12 +96,12 @@ class OrnsteinUhlenbeckPolicy(Policy):
 
 def check_policy(name: str, env_name: str) -> None:
     """Raise ``InvalidInputError`` unless policy ``name`` exists and can drive env ``env_name``."""
-    if name not in _POLICY_CLASSES:
+    if name not in POLICY_NAMES:
         raise InvalidInputError(f"unknown policy {name!r}; valid policies: {', '.join(POLICY_NAMES)}")
-    if name == "balance" and get_spec(env_name).cartpole is None:
+    if name in CARTPOLE_POLICIES and get_spec(env_name).cartpole is None:
         cartpoles = ", ".join(spec_name for spec_name, spec in SPECS.items() if spec.cartpole is not None)
         raise InvalidInputError(
-            f"policy 'balance' drives cart-pole envs only ({cartpoles}), not {env_name!r}; "
+            f"policy {name!r} drives cart-pole envs only ({cartpoles}), not {env_name!r}; "
             "use --policy random or --policy ou for it"
         )
 
@@ -142,22 +153,33 @@ _POLICY_CLASSES: dict[str, type[Policy]] = {
 }
 
 
-NOISY_POLICIES = {"ou": "sigma", "balance": "noise_sigma"}
+NOISY_POLICIES = {"ou": "sigma", "balance": "noise_sigma", "plan": "noise_sigma"}
 """Policies whose action noise ``make_policy(noise=...)`` sets, and the constructor argument it goes to."""
 
 
-def make_policy(name: str, env: PixelEnv, seed: int = 0, noise: float | None = None) -> Policy:
+def make_policy(
+    name: str, env: PixelEnv, seed: int = 0, noise: float | None = None, planner: dict[str, Any] | None = None
+) -> Policy:
     """Build the policy called ``name`` (one of :data:`POLICY_NAMES`) for ``env``, seeded with ``seed``.
 
     ``noise`` is the standard deviation of the policy's Ornstein-Uhlenbeck noise in unit-action units
-    (``ou``: the action itself, default 0.6; ``balance``: the noise added to the controller, default 0.25).
-    ``None`` keeps the policy's default.
+    (``ou``: the action itself, default 0.6; ``balance`` and ``plan``: the noise added to the controller's
+    or planner's action, defaults 0.25 and 0.2). ``None`` keeps the policy's default. ``planner`` holds the
+    fields of :class:`planning.policy.PlannerPolicyConfig` for ``plan`` (models, planner and budget).
     """
     check_policy(name, env.name)
-    options = {}
+    options: dict[str, Any] = {}
     if noise is not None:
         options[NOISY_POLICIES[name]] = validate_noise(noise, name)
-    policy = _POLICY_CLASSES[name](env, **options)
+    if name == "plan":
+        # Imported here: the planning package builds on envs, not the other way round.
+        from planning.policy import PlannerPolicy, PlannerPolicyConfig
+
+        policy: Policy = PlannerPolicy(env, PlannerPolicyConfig.from_options(planner), **options)
+    else:
+        if planner is not None:
+            raise InvalidInputError(f"planner options apply to policy 'plan' only, not to {name!r}")
+        policy = _POLICY_CLASSES[name](env, **options)
     policy.reset(seed)
     return policy
 

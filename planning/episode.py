@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +11,8 @@ import torch
 from torch import Tensor
 
 from flowjepa.errors import InvalidInputError
-from planning.correction import ModelErrorEstimate
+from planning.controller import LatentMPC
 from planning.cost import CostWeights, latent_distance
-from planning.problem import PlanningProblem, shift_plan
 from planning.registry import Planner, make_planner
 from planning.success import success_rule_for
 from planning.world_model import LatentWorldModel
@@ -70,11 +68,6 @@ class PlanResult:
     def final_latent_distance(self) -> float:
         """Latent distance after the last action."""
         return float(self.latent_distances[-1])
-
-
-def frames_to_tensor(frames: np.ndarray, device: torch.device) -> Tensor:
-    """Convert uint8 frames ``(B, S, S, 3)`` to the encoder's uint8 layout ``(B, 3, S, S)``."""
-    return torch.from_numpy(np.array(frames, dtype=np.uint8)).permute(0, 3, 1, 2).to(device)
 
 
 def tensor_to_frames(images: Tensor) -> np.ndarray:
@@ -155,24 +148,24 @@ def plan(
     """
     _validate_episode(env, encoder, world_model, goal_frame, horizon, steps, replan_every, correction)
     active_planner = make_planner(planner, **(planner_options or {})) if isinstance(planner, str) else planner
-    bounds = world_model.bounds
-    cost = cost or CostWeights()
-    history = world_model.config.history
-
-    @torch.no_grad()
-    def embed(frames: np.ndarray) -> Tensor:
-        return world_model.embed(encoder, frames_to_tensor(frames, encoder.device))
+    controller = LatentMPC(
+        encoder,
+        world_model,
+        active_planner,
+        horizon=horizon,
+        replan_every=replan_every,
+        cost=cost,
+        correction=correction,
+    )
 
     def imagine_frame(latent: Tensor) -> np.ndarray:
         codes = world_model.denormalize(latent.reshape(1, -1)).to(encoder.device)
         return tensor_to_frames(encoder.decode_code(codes))[0]
 
-    # Start: reset, encode the goal and the first frame, fill the window.
+    # Start: reset, encode the goal and the first frame.
     frame = env.reset(seed=seed)
-    goal_latent = embed(goal_frame[None])[0]
-    latent = embed(frame[None])[0]
-    window = latent.expand(history, -1).clone()
-    model_error = ModelErrorEstimate(world_model, correction, latent)
+    goal_latent = controller.set_goal(goal_frame)
+    latent = controller.start(frame)
     real_frames = [frame]
     imagine = imagine and world_model.decodes_to_pixels
     imagined_frames = [imagine_frame(latent)] if imagine else []
@@ -180,44 +173,21 @@ def plan(
     distances = [float(latent_distance(latent, goal_latent))]
     actions: list[np.ndarray] = []
     costs: list[float] = []
-    planning_seconds = 0.0
-    rollouts = 0
-    current_plan: Tensor | None = None
-    current_prediction: Tensor | None = None
-    offset = 0
     completed = True
 
     for step in range(steps):
-        # Replan on schedule, warm-started from the remainder of the previous plan.
-        if step % replan_every == 0:
-            warm_start = shift_plan(current_plan, offset, horizon, bounds)
-            problem = PlanningProblem(model_error.dynamics(), window, goal_latent, bounds, horizon, cost)
-            started = time.perf_counter()
-            with torch.enable_grad():
-                output = active_planner.plan(problem, warm_start)
-            planning_seconds += time.perf_counter() - started
-            rollouts += output.rollouts
-            current_plan, current_prediction, plan_cost, offset = output.actions, output.predicted, output.cost, 0
-        assert current_plan is not None and current_prediction is not None
+        # Act with the next planned action (replanning on schedule), then observe the new frame.
+        decision = controller.decide()
+        frame, _, terminated, truncated, info = env.step(env.to_env_action(decision.action.cpu().numpy()))
+        latent = controller.observe(frame, decision.action)
 
-        # Act with the next planned action.
-        action = current_plan[offset]
-        predicted = current_prediction[offset]
-        offset += 1
-        frame, _, terminated, truncated, info = env.step(env.to_env_action(action.cpu().numpy()))
-
-        # Observe: encode the new frame, update the model-error estimate and slide the window.
-        latent = embed(frame[None])[0]
-        with torch.no_grad():
-            model_error.update(window, action, latent)
-        window = torch.cat([window[1:], latent[None]], dim=0)
         real_frames.append(frame)
         if imagine:
-            imagined_frames.append(imagine_frame(predicted))
+            imagined_frames.append(imagine_frame(decision.predicted))
         states.append(np.asarray(info["state"], dtype=np.float64))
         distances.append(float(latent_distance(latent, goal_latent)))
-        actions.append(action.cpu().numpy().astype(np.float32))
-        costs.append(float(plan_cost))
+        actions.append(decision.action.cpu().numpy().astype(np.float32))
+        costs.append(decision.cost)
         if progress is not None:
             progress(step + 1, {"cost": costs[-1], "latent_distance": distances[-1], "state": states[-1]})
         if (terminated or truncated) and step + 1 < steps:
@@ -235,8 +205,8 @@ def plan(
         np.stack(imagined_frames) if imagine else np.zeros((0, *goal_frame.shape), np.uint8),
         np.stack(states),
         completed,
-        planning_seconds,
-        rollouts,
+        controller.planning_seconds,
+        controller.rollouts,
     )
 
 
@@ -270,7 +240,7 @@ def finish_episode(
             )
         state_errors = rule.errors(states, goal_state, state_names)
         success = rule.succeeded(state_errors[1:], completed)
-        description = rule.describe()
+        description = rule.describe(len(actions))
         error_names = rule.components
     return PlanResult(
         actions=actions,

@@ -66,7 +66,11 @@ class GoalImage:
 def _open_checked(path: Path) -> Image.Image:
     """Open ``path`` lazily and check format and pixel count before anything is decoded."""
     if not path.is_file():
-        raise InvalidInputError(f"goal image not found: {path}; create one with `flowjepa goal --out {path}`")
+        raise InvalidInputError(
+            f"goal image not found: {path}; render one from a target state, e.g. "
+            f"`flowjepa goal --env cartpole --cart-position 0.5 --pole-angle 0 --out {path}` "
+            "(see `flowjepa goal --help` for other envs and states)"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -9,6 +9,11 @@ import torch
 from flowjepa.errors import InvalidInputError
 
 ENCODER_CONFIG = "config.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_ENCODER = REPO_ROOT / "models" / "cartpole" / "encoder"
+"""The encoder that ``flowjepa plan`` and ``collect --policy plan`` use by default."""
+SHIPPED_WORLD_MODEL = REPO_ROOT / "models" / "cartpole" / "world_model"
+"""The world model that ``flowjepa plan`` and ``collect --policy plan`` use by default."""
 
 
 def resolve_encoder_dir(path: str | Path) -> Path:

@@ -27,9 +27,11 @@ class SuccessRule:
     """Whether the component is an angle whose difference is wrapped to [-pi, pi)."""
     window: int = 10
 
-    def describe(self) -> str:
-        """Return the rule as one sentence for logs and reports."""
+    def describe(self, steps: int | None = None) -> str:
+        """Return the rule as one sentence for logs and reports; ``steps`` is the episode length when known."""
         parts = [f"|{name} - goal| < {tolerance:g}" for name, tolerance in zip(self.components, self.tolerances)]
+        if steps is not None and steps <= self.window:
+            return f"{' and '.join(parts)} at each of the {steps} step{'s' if steps != 1 else ''}"
         return f"{' and '.join(parts)} at each of the last {self.window} steps"
 
     def errors(self, states: np.ndarray, goal_state: np.ndarray, state_names: tuple[str, ...]) -> np.ndarray:

@@ -119,7 +119,8 @@ def test_controller_swings_pole_up():
 def test_policies_are_seeded():
     with envs.make("cartpole", size=SIZE) as env:
         state = np.zeros(4)
-        for name in POLICY_NAMES:
+        # The plan policy acts on frames with trained models; tests/test_planner_policy.py checks its seeding.
+        for name in (name for name in POLICY_NAMES if name != "plan"):
             first = make_policy(name, env, seed=3)
             second = make_policy(name, env, seed=3)
             other = make_policy(name, env, seed=4)

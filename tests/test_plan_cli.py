@@ -279,3 +279,15 @@ def test_plan_on_discrete_env_sends_valid_actions(encoder_dir):
     assert np.all(np.abs(result.actions) <= 1.0)
     assert result.success is None
     assert "no physical state" in result.success_rule
+
+
+def test_success_rule_judges_every_step_of_a_short_episode():
+    from planning.success import CARTPOLE_RULE
+
+    errors = np.array([[0.5, 0.0], [0.05, 0.1], [0.05, 0.1]])
+
+    assert CARTPOLE_RULE.describe(3).endswith("at each of the 3 steps")
+    assert CARTPOLE_RULE.describe(30).endswith("at each of the last 10 steps")
+    assert not CARTPOLE_RULE.succeeded(errors, completed=True)
+    assert CARTPOLE_RULE.succeeded(errors[1:], completed=True)
+    assert not CARTPOLE_RULE.succeeded(errors[1:], completed=False)

@@ -73,9 +73,29 @@ def test_correction_outside_unit_interval_is_rejected(value, tmp_path):
     )
 
     assert result.exit_code == 2, result.output
-    assert "(flowjepa plan --correction) must be a number in [0, 1]" in " ".join(result.output.split())
+    assert "--correction must be a number in [0, 1]" in " ".join(result.output.split())
     assert "Traceback" not in result.output
-    assert not (tmp_path / "o" / "episode.gif").exists()
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("flag", ["--smoothness-weight", "--every-step-weight"])
+def test_negative_cost_weight_names_its_flag(flag, tmp_path):
+    result = runner.invoke(app, ["plan", "--goal", str(GOAL), flag, "-1", "--out", str(tmp_path / "o")])
+
+    assert result.exit_code == 2, result.output
+    assert f"{flag} must be a number >= 0, got -1.0" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_long_error_stays_one_line(tmp_path):
+    missing = tmp_path / "a-rather-long-folder-name-for-goals" / "missing-goal.png"
+    result = runner.invoke(app, ["plan", "--goal", str(missing), "--out", str(tmp_path / "o")])
+
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if "goal image not found" in line]
+    assert len(lines) == 1
+    assert len(lines[0]) > 80
+    assert f"`flowjepa goal --env cartpole --cart-position 0.5 --pole-angle 0 --out {missing}`" in lines[0]
 
 
 def test_sixteen_bit_goal_is_rejected(tmp_path):
