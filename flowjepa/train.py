@@ -45,6 +45,7 @@ from flowjepa.device import resolve_device
 from flowjepa.errors import InvalidInputError, TrainingDivergedError
 from flowjepa.interrupt import TrainingInterrupted, stop_signals
 from flowjepa.losses import LossWeights, pretraining_losses
+from flowjepa.memory import check_training_memory
 from flowjepa.model import FlowJEPA
 from flowjepa.runlog import MetricsLog, plot_metrics, write_config
 
@@ -265,6 +266,8 @@ def pretrain(config: PretrainConfig, resume: bool = False, on_step: StepCallback
     config.validate()
     device = resolve_device(config.device)
     parallel = _init_distributed(device)
+    architecture = FlowJEPAConfig.from_dict({"image_size": config.image_size, **config.model}, "pretrain model options")
+    check_training_memory(architecture, max(1, config.batch_size // parallel.world), config.views, device)
     run_dir = Path(config.out)
     checkpoint_path = run_dir / CHECKPOINT_FILE
 

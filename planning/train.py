@@ -360,12 +360,14 @@ def train_world_model(
         )
     if resume:
         _check_resume_compatible(read_json(run_dir / RUN_CONFIG_FILE, "run config"), config, run_dir)
-    signs = _mirror_signs(read_manifests(data_folders(config.data))[0]) if config.mirror else None
+    # Check the data and the encoder before the run folder is written, so a bad option leaves nothing behind.
+    manifests = read_manifests(data_folders(config.data))
+    signs = _mirror_signs(manifests[0]) if config.mirror else None
+    encoder = load_frozen_encoder(config.encoder, device)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_config(run_dir, config.to_dict(), RUN_CONFIG_FILE)
 
     # Data: encode every frame once with the frozen encoder.
-    encoder = load_frozen_encoder(config.encoder, device)
     fingerprint = encoder_fingerprint(encoder)
     head, features, cache_key = None, None, fingerprint
     if config.latent == "readout":

@@ -216,6 +216,16 @@ def test_other_encoder_is_rejected(encoder_dir, data_dir, tmp_path):
         model.check_encoder(wider)
 
 
+def test_bad_encoder_or_data_leaves_no_run_folder(encoder_dir, data_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InvalidInputError, match="pretrain"):
+        train_world_model(make_config(tmp_path / "no-encoder", data_dir, out))
+    assert not out.exists()
+    with pytest.raises(InvalidInputError, match="collect"):
+        train_world_model(make_config(encoder_dir, tmp_path / "no-data", out))
+    assert not out.exists()
+
+
 def test_missing_world_model_folder_names_command(tmp_path):
     with pytest.raises(InvalidInputError, match="train-world-model"):
         LatentWorldModel.from_pretrained(tmp_path / "absent")
