@@ -16,8 +16,8 @@ from flowjepa.errors import InvalidInputError
 from planning.goal_image import CONVERSION_RULE
 from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL
 
-# MPPI samples per iteration when --candidates is not given: 2,000 reached 14 of 20 benchmark goals with
-# the shipped models, against 11 for MPPI's own default of 1,000.
+# MPPI samples per iteration when --candidates is not given: with the earlier shipped world model, 2,000
+# reached 14 of 20 benchmark goals against 11 for MPPI's own default of 1,000.
 DEFAULT_MPPI_POPULATION = 2000
 
 
