@@ -69,6 +69,18 @@ class RandomPolicy(Policy):
         return self.rng.uniform(-1.0, 1.0, self.action_dim)
 
 
+def ou_step(value: np.ndarray | float, rho: float, innovation: np.ndarray | float) -> np.ndarray | float:
+    """Return the next value of an Ornstein-Uhlenbeck process: ``rho * value + sqrt(1 - rho^2) * innovation``."""
+    return rho * value + math.sqrt(1.0 - rho**2) * innovation
+
+
+def draw_cart_target(rng: np.random.Generator, limit: float, dt: float) -> tuple[float, int]:
+    """Return a cart target drawn uniformly in ``[-limit, limit]`` m and the env steps to hold it (1.5 to 4 s)."""
+    target = float(rng.uniform(-limit, limit))
+    steps = max(1, round(float(rng.uniform(1.5, 4.0)) / dt))
+    return target, steps
+
+
 class OrnsteinUhlenbeckPolicy(Policy):
     """Temporally correlated random actions: an Ornstein-Uhlenbeck process sampled at the env step.
 
@@ -90,7 +102,7 @@ class OrnsteinUhlenbeckPolicy(Policy):
     def _unit_action(self, state: np.ndarray) -> np.ndarray:
         action = self._value.copy()
         innovation = self.rng.normal(0.0, self.sigma, self.action_dim)
-        self._value = self.rho * self._value + math.sqrt(1.0 - self.rho**2) * innovation
+        self._value = ou_step(self._value, self.rho, innovation)
         return action
 
 
@@ -136,12 +148,11 @@ class BalancePolicy(Policy):
 
     def _unit_action(self, state: np.ndarray) -> np.ndarray:
         if self._steps_left <= 0:
-            self._target = float(self.rng.uniform(-self.params.target_range, self.params.target_range))
-            self._steps_left = max(1, round(float(self.rng.uniform(1.5, 4.0)) / self.dt))
+            self._target, self._steps_left = draw_cart_target(self.rng, self.params.target_range, self.dt)
         self._steps_left -= 1
 
         innovation = float(self.rng.normal(0.0, self.noise_sigma))
-        self._noise = self.noise_rho * self._noise + math.sqrt(1.0 - self.noise_rho**2) * innovation
+        self._noise = ou_step(self._noise, self.noise_rho, innovation)
         action = self.controller.action(state, self._target) + self._noise
         return np.array([action])
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from envs.base import PixelEnv
-from envs.policies import Policy
+from envs.policies import Policy, draw_cart_target, ou_step
 from envs.registry import get_spec, make
 from flowjepa.errors import InvalidInputError
 from planning.controller import LatentMPC
@@ -165,8 +165,7 @@ class PlannerPolicy(Policy):
 
         if self._steps_left <= 0:
             limit = self.params.target_range if self.config.goal_range is None else self.config.goal_range
-            target = float(self.rng.uniform(-limit, limit))
-            self._steps_left = max(1, round(float(self.rng.uniform(1.5, 4.0)) / self.dt))
+            target, self._steps_left = draw_cart_target(self.rng, limit, self.dt)
             goal = np.zeros(len(self.goal_env.state_names))
             goal[list(self.goal_env.state_names).index("cart_position")] = target
             self.controller.set_goal(self.goal_env.set_physical_state(goal))
@@ -174,7 +173,7 @@ class PlannerPolicy(Policy):
 
         planned = self.controller.decide().action.cpu().numpy().astype(np.float64)
         innovation = self.rng.normal(0.0, self.noise_sigma, self.action_dim)
-        self._noise = self.noise_rho * self._noise + math.sqrt(1.0 - self.noise_rho**2) * innovation
+        self._noise = ou_step(self._noise, self.noise_rho, innovation)
         half_range = 0.5 * (self._high - self._low)
         action = np.clip(planned + self._noise * half_range, self._low, self._high)
         self._last_action = action
