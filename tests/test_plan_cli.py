@@ -281,7 +281,7 @@ def test_plan_on_discrete_env_sends_valid_actions(encoder_dir):
     assert "no physical state" in result.success_rule
 
 
-def test_success_rule_judges_every_step_of_a_short_episode():
+def test_short_episode_checks_every_step():
     from planning.success import CARTPOLE_RULE
 
     errors = np.array([[0.5, 0.0], [0.05, 0.1], [0.05, 0.1]])
