@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowjepa.errors import InvalidInputError
+from flowjepa.errors import InvalidInputError, reject_unknown_fields
 
 MASK_MODES = ("complementary", "independent", "checkerboard")
 
@@ -156,12 +156,7 @@ class FlowJEPAConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> FlowJEPAConfig:
         """Build a config from a dict, rejecting unknown fields by name."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InvalidInputError(
-                f"{source} has unknown FlowJEPAConfig fields {unknown}; valid fields: {', '.join(sorted(known))}"
-            )
+        reject_unknown_fields(values, cls, source)
         return cls(**values)
 
     def to_json(self) -> str:

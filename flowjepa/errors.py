@@ -6,6 +6,9 @@ code 2; library callers can catch it as a plain ``ValueError``.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
+
 
 class InvalidInputError(ValueError):
     """A value given by the user is invalid; the message names it and how to fix it."""
@@ -13,3 +16,18 @@ class InvalidInputError(ValueError):
 
 class TrainingDivergedError(RuntimeError):
     """The loss became non-finite; the last good checkpoint is kept."""
+
+
+def reject_unknown_fields(names: Iterable[str], config_class: type, where: str) -> None:
+    """Raise :class:`InvalidInputError` when ``names`` holds a name that is not a field of dataclass ``config_class``.
+
+    ``where`` says where the names came from, for example ``"config.json"``;
+    the message lists the unknown names and every valid one.
+    """
+    known = [field.name for field in dataclasses.fields(config_class)]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise InvalidInputError(
+            f"{where} has unknown {config_class.__name__} field(s) {', '.join(unknown)}; "
+            f"valid fields: {', '.join(sorted(known))}"
+        )

@@ -42,7 +42,7 @@ from flowjepa.data import (
     target_kind,
 )
 from flowjepa.device import resolve_device
-from flowjepa.errors import InvalidInputError, TrainingDivergedError
+from flowjepa.errors import InvalidInputError, TrainingDivergedError, reject_unknown_fields
 from flowjepa.interrupt import TrainingInterrupted, stop_signals
 from flowjepa.losses import LossWeights, pretraining_losses
 from flowjepa.memory import check_training_memory
@@ -158,10 +158,7 @@ class PretrainConfig:
         values = read_json(path, "pretrain config file")
         if not isinstance(values, dict):
             raise InvalidInputError(f"pretrain config file {path} must hold a JSON object of options")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise InvalidInputError(f"unknown fields {unknown} in {path}; valid fields: {', '.join(sorted(known))}")
+        reject_unknown_fields(values, cls, f"pretrain config file {path}")
         return values
 
 

@@ -122,7 +122,8 @@ def test_bad_config_values():
         FlowJEPAConfig(image_size=20, levels=3)
     with pytest.raises(InvalidInputError, match="mask_mode"):
         FlowJEPAConfig(mask_mode="random")
-    with pytest.raises(InvalidInputError, match="unknown FlowJEPAConfig fields"):
+    unknown = r"config has unknown FlowJEPAConfig field\(s\) image_sise; valid fields: .*image_size"
+    with pytest.raises(InvalidInputError, match=unknown):
         FlowJEPAConfig.from_dict({"image_sise": 32})
 
 

@@ -107,3 +107,16 @@ def test_empty_data_root_names_layout(tmp_path):
                                  "--out", str(tmp_path / "run")])  # fmt: skip
     assert result.exit_code == 2
     assert "class folders" in " ".join(result.output.split())
+
+
+def test_config_file_with_unknown_field_exits_2(tmp_path):
+    config = tmp_path / "pretrain.json"
+    config.write_text(json.dumps({"steps": 2, "batchsize": 8}))
+
+    result = runner.invoke(app, ["pretrain", "--config", str(config), "--out", str(tmp_path / "run")])
+
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "unknown PretrainConfig field(s) batchsize; valid fields:" in message
+    assert "batch_size" in message
+    assert not (tmp_path / "run").exists()
