@@ -5,7 +5,7 @@ Usage:
     python -m bench.bench_planning --encoder models/cartpole/encoder --world-model models/cartpole/world_model
 
 Task i resets the dm_control ``cartpole`` env with seed i. Its goal is a state
-with the cart position drawn uniformly from [-0.5, 0.5] m and the pole upright
+with the cart position drawn uniformly from [-0.5, 0.5] m (``--goal-range``) and the pole upright
 at rest, and the latent planners see the goal as its rendered frame. Success follows the cartpole rule of
 :mod:`planning.success`. Gradient MPC and CEM plan in the Flow-JEPA latent with
 the same world model, cost and action bounds. The oracle runs CEM on the true
@@ -41,7 +41,7 @@ import torch
 # rendered with MuJoCo's EGL backend, and --quick trains after collecting, so it is imported first.
 import torch._dynamo  # noqa: F401
 
-from envs.registry import make
+from envs.registry import get_spec, make
 from planning.cost import CostWeights
 from planning.episode import PlanResult, plan
 from planning.loading import load_frozen_encoder
@@ -73,14 +73,14 @@ class GoalTask:
     goal_frame: np.ndarray
 
 
-def make_tasks(count: int, size: int, seed: int) -> list[GoalTask]:
-    """Return ``count`` tasks with goal cart positions from a generator seeded with ``seed``."""
+def make_tasks(count: int, size: int, seed: int, goal_range: float = GOAL_RANGE_M) -> list[GoalTask]:
+    """Return ``count`` tasks with goal cart positions in ``+-goal_range`` m from a generator seeded with ``seed``."""
     generator = np.random.default_rng(seed)
     tasks = []
     with make(ENV_NAME, size=size, time_limit=None) as env:
         env.reset(seed=0)
         for index in range(count):
-            state = np.array([generator.uniform(-GOAL_RANGE_M, GOAL_RANGE_M), 0.0, 0.0, 0.0])
+            state = np.array([generator.uniform(-goal_range, goal_range), 0.0, 0.0, 0.0])
             tasks.append(GoalTask(seed=seed + index, goal_state=state, goal_frame=env.set_physical_state(state)))
     return tasks
 
@@ -201,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--planners", default="gd,cem,oracle", help="comma-separated: gd, cem, mppi, oracle")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small batches run best on 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first task")
+    parser.add_argument(
+        "--goal-range", type=float, default=GOAL_RANGE_M, help="goal cart positions are drawn in +-this (m)"
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_planning.json"), help="JSON file of the results")
     parser.add_argument(
         "--timing-only", action="store_true", help="only time one plan per planner on a default-size world model"
@@ -211,6 +214,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--smoothness-weight", type=float, default=0.01, help="weight of the squared change between actions"
+    )
+    parser.add_argument(
+        "--rest-weight", type=float, default=0.0, help="weight of the latent change over the last planned step"
     )
     parser.add_argument(
         "--latent-weights",
@@ -228,6 +234,9 @@ def main(argv: list[str] | None = None) -> None:
         "--budgets", type=json.loads, default=None, help='JSON overrides, e.g. \'{"cem": {"population": 300}}\''
     )
     args = parser.parse_args(argv)
+    view_range = get_spec(ENV_NAME).cartpole.view_range
+    if not 0 < args.goal_range <= view_range:
+        parser.error(f"--goal-range must be in (0, {view_range:g}] m, the cart positions the camera sees")
     steps = args.steps or (12 if args.quick else 100)
     horizon = args.horizon or (8 if args.quick else 15)
     budgets = {name: dict(options) for name, options in (QUICK_BUDGETS if args.quick else FULL_BUDGETS).items()}
@@ -254,9 +263,12 @@ def main(argv: list[str] | None = None) -> None:
                 f"{world_model.config.code_dim} dimensions; give one weight per dimension"
             )
         size = encoder.config.image_size
-        tasks = make_tasks(args.tasks, size, args.seed)
+        tasks = make_tasks(args.tasks, size, args.seed, args.goal_range)
         cost = CostWeights(
-            every_step=args.every_step_weight, smoothness=args.smoothness_weight, latent_weights=args.latent_weights
+            every_step=args.every_step_weight,
+            smoothness=args.smoothness_weight,
+            rest=args.rest_weight,
+            latent_weights=args.latent_weights,
         )
 
         rows, per_task, final_errors = [], {}, {}
@@ -288,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     record = {"quick": args.quick, "steps": steps, "horizon": horizon, "budgets": budgets, "rows": rows}
+    record.update(goal_range=args.goal_range)
     record.update(cost=dataclasses.asdict(cost), correction=args.correction)
     record.update(successes_per_task=per_task, final_errors_per_task=final_errors)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

@@ -15,10 +15,16 @@ from cli.common import console, user_errors
 from flowjepa.errors import InvalidInputError
 from planning.goal_image import CONVERSION_RULE
 from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL
+from planning.registry import PLANNERS, budget_options
 
-# MPPI samples per iteration when --candidates is not given: with the earlier shipped world model, 2,000
-# reached 14 of 20 benchmark goals against 11 for MPPI's own default of 1,000.
-DEFAULT_MPPI_POPULATION = 2000
+# Budgets (samples per iteration, iterations) of the sampling planners when --candidates and --iterations
+# are not given. With the shipped models and the rest term, CEM with 300 samples reached 114 of 120 benchmark
+# goals at about a sixth of the time per action of MPPI with 2,000 (docs/benchmarks.md).
+DEFAULT_BUDGETS = {"cem": (300, 5), "mppi": (2000, 5)}
+
+# Weight of the cost's rest term: with the shipped models and CEM it raised the benchmark's successes from
+# 91 to 114 of the same 120 tasks (docs/benchmarks.md).
+DEFAULT_REST_WEIGHT = 5.0
 
 
 def _check_positive(name: str, value: float | int | None) -> None:
@@ -39,13 +45,9 @@ def _check_model_folders(model: Path, world_model: Path) -> None:
 
 
 def _planner_options(planner: str, iterations: int | None, candidates: int | None, lr: float | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if iterations is not None:
-        options["iterations"] = iterations
-    if candidates is not None:
-        options["candidates" if planner == "gd" else "population"] = candidates
-    elif planner == "mppi":
-        options["population"] = DEFAULT_MPPI_POPULATION
+    default_samples, default_iterations = DEFAULT_BUDGETS.get(planner, (None, None))
+    samples = default_samples if candidates is None else candidates
+    options = budget_options(planner, samples, default_iterations if iterations is None else iterations)
     if lr is not None:
         if planner != "gd":
             raise InvalidInputError(
@@ -69,19 +71,24 @@ def plan_command(
     env: str = typer.Option("cartpole", help="Environment to act in (see `flowjepa collect --help`)."),
     model: Path = typer.Option(SHIPPED_ENCODER, help="Encoder folder (or a pretrain run folder containing model/)."),
     world_model: Path = typer.Option(SHIPPED_WORLD_MODEL, help="World model folder from `train-world-model`."),
-    planner: str = typer.Option("mppi", help="Planner: mppi, cem or gd (gradient MPC)."),
+    planner: str = typer.Option("cem", help="Planner: cem, mppi or gd (gradient MPC)."),
     horizon: int = typer.Option(15, help="Planned actions per replanning (environment steps)."),
     steps: int = typer.Option(50, help="Actions executed in the episode."),
     replan_every: int = typer.Option(1, help="Executed actions between replannings (receding horizon)."),
-    iterations: int | None = typer.Option(None, help="Planner iterations per replanning. [default: per planner]"),
+    iterations: int | None = typer.Option(
+        None, help="Planner iterations per replanning. [default: 5 for cem and mppi, 10 for gd]"
+    ),
     candidates: int | None = typer.Option(
         None,
         help="Action sequences per iteration (gd candidates, cem/mppi population). "
-        "[default: 2000 for mppi, else per planner]",
+        "[default: 300 for cem, 2000 for mppi, 8 for gd]",
     ),
     lr: float | None = typer.Option(None, help="Adam learning rate of the gd planner. [default: 0.3]"),
     every_step_weight: float = typer.Option(1.0, help="Weight of the goal distance at every planned step."),
     smoothness_weight: float = typer.Option(0.1, help="Weight of the squared change between consecutive actions."),
+    rest_weight: float = typer.Option(
+        DEFAULT_REST_WEIGHT, help="Weight of the latent change over the last planned step, so plans end at rest."
+    ),
     correction: float = typer.Option(
         0.1,
         help="Gain in [0, 1] of the online estimate of the world model's one-step error, added to its "
@@ -105,7 +112,12 @@ def plan_command(
         _check_positive(name, value)
     for name, value in (("--iterations", iterations), ("--candidates", candidates), ("--lr", lr), ("--fps", fps)):
         _check_positive(name, value)
-    for name, value in (("--every-step-weight", every_step_weight), ("--smoothness-weight", smoothness_weight)):
+    weights = (
+        ("--every-step-weight", every_step_weight),
+        ("--smoothness-weight", smoothness_weight),
+        ("--rest-weight", rest_weight),
+    )
+    for name, value in weights:
         if not (math.isfinite(value) and value >= 0):
             raise InvalidInputError(f"{name} must be a number >= 0, got {value!r}")
     if not 0 <= correction <= 1:
@@ -115,8 +127,6 @@ def plan_command(
         )
     if video_format not in ("gif", "mp4"):
         raise InvalidInputError(f"unknown --video-format {video_format!r}; valid formats: gif, mp4")
-    from planning.registry import PLANNERS
-
     if planner not in PLANNERS:
         raise InvalidInputError(f"unknown planner {planner!r}; valid planners: {', '.join(PLANNERS)}")
     from envs.registry import get_spec
@@ -139,6 +149,7 @@ def plan_command(
         lr=lr,
         every_step_weight=every_step_weight,
         smoothness_weight=smoothness_weight,
+        rest_weight=rest_weight,
         correction=correction,
         seed=seed,
         out=out,
@@ -168,7 +179,12 @@ def _run(options: dict[str, Any]) -> None:
     size = encoder.config.image_size
     goal = load_goal_image(options["goal"], size)
     env_name = options["env"]
-    cost = CostWeights(final=1.0, every_step=options["every_step_weight"], smoothness=options["smoothness_weight"])
+    cost = CostWeights(
+        final=1.0,
+        every_step=options["every_step_weight"],
+        smoothness=options["smoothness_weight"],
+        rest=options["rest_weight"],
+    )
     planner_options = _planner_options(options["planner"], options["iterations"], options["candidates"], options["lr"])
     planner_options["seed"] = options["seed"]
 
@@ -235,6 +251,7 @@ def _write_result(result: Any, path: Path, options: dict[str, Any]) -> None:
         "seed": options["seed"],
         "every_step_weight": options["every_step_weight"],
         "smoothness_weight": options["smoothness_weight"],
+        "rest_weight": options["rest_weight"],
         "correction": options["correction"],
         "success": result.success,
         "success_rule": result.success_rule,

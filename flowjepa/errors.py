@@ -19,7 +19,7 @@ class TrainingDivergedError(RuntimeError):
 
 
 def reject_unknown_fields(names: Iterable[str], config_class: type, where: str) -> None:
-    """Raise :class:`InvalidInputError` when ``names`` holds a name that is not a field of dataclass ``config_class``.
+    """Raise :class:`InvalidInputError` when ``names`` contains a name that is not a field of ``config_class``.
 
     ``where`` says where the names came from, for example ``"config.json"``;
     the message lists the unknown names and every valid one.

@@ -21,11 +21,11 @@ import torch
 from envs.base import PixelEnv
 from envs.policies import Policy, draw_cart_target, ou_step
 from envs.registry import get_spec, make
-from flowjepa.errors import InvalidInputError
+from flowjepa.errors import InvalidInputError, reject_unknown_fields
 from planning.controller import LatentMPC
 from planning.cost import CostWeights
 from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL, load_frozen_encoder
-from planning.registry import PLANNERS, make_planner
+from planning.registry import PLANNERS, budget_options, make_planner
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class PlannerPolicyConfig:
     horizon: int = 15
     every_step_weight: float = 1.0
     smoothness_weight: float = 0.1
+    rest_weight: float = 0.0
+    """Weight of the cost's rest term (:class:`planning.cost.CostWeights`); 0, as in the shipped collections."""
     correction: float = 0.1
     goal_range: float | None = None
     """Goal cart positions are drawn in +-goal_range m; None uses the env's ``target_range``."""
@@ -54,11 +56,7 @@ class PlannerPolicyConfig:
     def from_options(cls, options: dict[str, Any] | None) -> PlannerPolicyConfig:
         """Build and validate a config from a dict of its fields; unknown keys raise ``InvalidInputError``."""
         options = dict(options or {})
-        unknown = sorted(set(options) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown planner option(s) {', '.join(unknown)}; valid: {', '.join(cls.__dataclass_fields__)}"
-            )
+        reject_unknown_fields(options, cls, "the plan policy's options")
         return cls(**options).validate()
 
     def validate(self) -> PlannerPolicyConfig:
@@ -122,7 +120,10 @@ class PlannerPolicy(Policy):
         self.noise_sigma = noise_sigma
         self.noise_rho = math.exp(-self.dt / 0.1)
         self.cost = CostWeights(
-            final=1.0, every_step=self.config.every_step_weight, smoothness=self.config.smoothness_weight
+            final=1.0,
+            every_step=self.config.every_step_weight,
+            smoothness=self.config.smoothness_weight,
+            rest=self.config.rest_weight,
         )
         self.encoder, self.world_model = encoder, world_model
         self.controller: LatentMPC | None = None
@@ -135,9 +136,7 @@ class PlannerPolicy(Policy):
 
     def reset(self, seed: int) -> None:
         super().reset(seed)
-        options = {"population": self.config.population, "iterations": self.config.iterations}
-        if self.config.planner == "gd":
-            options = {"candidates": self.config.population, "iterations": self.config.iterations}
+        options = budget_options(self.config.planner, self.config.population, self.config.iterations)
         planner = make_planner(self.config.planner, seed=seed % 2**31, **options)
         self.controller = LatentMPC(
             self.encoder,

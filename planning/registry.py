@@ -43,3 +43,17 @@ def make_planner(name: str, **options: Any) -> Planner:
             f"planner {name!r} has no option(s) {', '.join(unknown)}; its options are: {', '.join(valid)}"
         )
     return planner_class(**options)
+
+
+def budget_options(name: str, samples: int | None = None, iterations: int | None = None) -> dict[str, Any]:
+    """Return the options of planner ``name`` that set its search budget; None leaves the planner's default.
+
+    ``samples`` is the number of action sequences per iteration: gd's parallel
+    ``candidates``, or the ``population`` of cem and mppi.
+    """
+    options: dict[str, Any] = {}
+    if samples is not None:
+        options["candidates" if name == "gd" else "population"] = samples
+    if iterations is not None:
+        options["iterations"] = iterations
+    return options

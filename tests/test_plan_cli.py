@@ -102,6 +102,7 @@ def test_plan_cli_writes_video_plot_and_result(encoder_dir, world_model_dir, goa
     assert (out / "costs.png").is_file()
     summary = json.loads((out / "result.json").read_text())
     assert isinstance(summary["success"], bool)
+    assert (summary["planner"], summary["rest_weight"]) == ("cem", 5.0)
     assert len(summary["actions"]) == 4
     assert len(summary["latent_distances"]) == 5
     import imageio.v3 as iio
@@ -112,14 +113,31 @@ def test_plan_cli_writes_video_plot_and_result(encoder_dir, world_model_dir, goa
     assert video.shape[2] == 3 * side + 8, "expected real | imagined | goal panels side by side"
 
 
-def test_plan_cli_runs_cem(encoder_dir, world_model_dir, goal_png, tmp_path):
+def test_plan_cli_runs_mppi(encoder_dir, world_model_dir, goal_png, tmp_path):
     arguments = plan_arguments(encoder_dir, world_model_dir, goal_png, tmp_path / "plan")
 
     result = runner.invoke(
-        app, arguments + ["--planner", "cem", "--steps", "2", "--horizon", "3", "--candidates", "16"]
+        app, arguments + ["--planner", "mppi", "--steps", "2", "--horizon", "3", "--candidates", "16"]
     )
 
     assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "plan" / "result.json").read_text())["planner"] == "mppi"
+
+
+@pytest.mark.parametrize(
+    ("planner", "iterations", "candidates", "expected"),
+    [
+        ("cem", None, None, {"population": 300, "iterations": 5}),
+        ("mppi", None, None, {"population": 2000, "iterations": 5}),
+        ("mppi", 2, 64, {"population": 64, "iterations": 2}),
+        ("gd", None, None, {}),
+        ("gd", 3, 4, {"candidates": 4, "iterations": 3}),
+    ],
+)
+def test_plan_cli_budget_defaults(planner, iterations, candidates, expected):
+    from cli.plan import _planner_options
+
+    assert _planner_options(planner, iterations, candidates, None) == expected
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ from envs.shards import read_manifest
 from flowjepa.errors import InvalidInputError
 from planning.controller import LatentMPC
 from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL, load_frozen_encoder
+from planning.policy import PlannerPolicyConfig
 from planning.registry import make_planner
 from planning.world_model import LatentWorldModel
 
@@ -103,3 +104,9 @@ def test_bad_plan_options_exit_2(tmp_path, arguments, message):
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_policy_options_reject_unknown_names():
+    unknown = r"unknown PlannerPolicyConfig field\(s\) rest; valid fields: .*rest_weight"
+    with pytest.raises(InvalidInputError, match=unknown):
+        PlannerPolicyConfig.from_options({"rest": 5.0})

@@ -259,6 +259,21 @@ def test_goal_cost_terms_match_definition():
     assert float(cost[0]) == pytest.approx(2.0 * final + 3.0 * every_step + 0.5 * jerk)
 
 
+def test_rest_term_last_step_change():
+    predicted = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [2.0, 2.0]], [[0.0, 2.0], [0.0, 2.0], [0.0, 2.0]]])
+    goal = torch.tensor([0.0, 2.0])
+    unit_actions = torch.zeros(2, 3, 1)
+    plain = CostWeights(final=1.0, every_step=0.0, smoothness=0.0, latent_weights=(3, 0.5))
+    resting = CostWeights(final=1.0, every_step=0.0, smoothness=0.0, rest=2.0, latent_weights=(3, 0.5))
+
+    extra = goal_cost(predicted, goal, unit_actions, resting) - goal_cost(predicted, goal, unit_actions, plain)
+
+    # Candidate 0 moves by (2, 2) over its last step; candidate 1 stays at the goal.
+    assert extra.tolist() == pytest.approx([2.0 * (3 * 4.0 + 0.5 * 4.0) / 2, 0.0])
+    with pytest.raises(InvalidInputError, match="cost weight rest must be a number >= 0, got -1"):
+        CostWeights(rest=-1)
+
+
 def test_latent_weights_scale_each_dimension():
     predicted = torch.tensor([[[1.0, 0.0], [2.0, 2.0]]])
     goal = torch.tensor([0.0, 2.0])

@@ -78,7 +78,7 @@ def test_correction_outside_unit_interval_is_rejected(value, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("flag", ["--smoothness-weight", "--every-step-weight"])
+@pytest.mark.parametrize("flag", ["--smoothness-weight", "--every-step-weight", "--rest-weight"])
 def test_negative_cost_weight_names_its_flag(flag, tmp_path):
     result = runner.invoke(app, ["plan", "--goal", str(GOAL), flag, "-1", "--out", str(tmp_path / "o")])
 
