@@ -236,7 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     view_range = get_spec(ENV_NAME).cartpole.view_range
     if not 0 < args.goal_range <= view_range:
-        parser.error(f"--goal-range must be in (0, {view_range:g}] m, the cart positions the camera sees")
+        parser.error(
+            f"--goal-range {args.goal_range:g} is invalid; pass a distance in (0, {view_range:g}] m, "
+            "the cart positions the camera sees"
+        )
     steps = args.steps or (12 if args.quick else 100)
     horizon = args.horizon or (8 if args.quick else 15)
     budgets = {name: dict(options) for name, options in (QUICK_BUDGETS if args.quick else FULL_BUDGETS).items()}

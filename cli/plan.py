@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from cli.common import console, user_errors
 from flowjepa.errors import InvalidInputError
-from planning.goal_image import CONVERSION_RULE
+from planning.goal_image import CONVERSION_RULE, check_goal_image
 from planning.loading import SHIPPED_ENCODER, SHIPPED_WORLD_MODEL
 from planning.registry import PLANNERS, budget_options
 
@@ -76,14 +76,14 @@ def plan_command(
     steps: int = typer.Option(50, help="Actions executed in the episode."),
     replan_every: int = typer.Option(1, help="Executed actions between replannings (receding horizon)."),
     iterations: int | None = typer.Option(
-        None, help="Planner iterations per replanning. [default: 5 for cem and mppi, 10 for gd]"
+        None, help=r"Planner iterations per replanning. \[default: 5 for cem and mppi, 10 for gd]"
     ),
     candidates: int | None = typer.Option(
         None,
         help="Action sequences per iteration (gd candidates, cem/mppi population). "
-        "[default: 300 for cem, 2000 for mppi, 8 for gd]",
+        r"\[default: 300 for cem, 2000 for mppi, 8 for gd]",
     ),
-    lr: float | None = typer.Option(None, help="Adam learning rate of the gd planner. [default: 0.3]"),
+    lr: float | None = typer.Option(None, help=r"Adam learning rate of the gd planner. \[default: 0.3]"),
     every_step_weight: float = typer.Option(1.0, help="Weight of the goal distance at every planned step."),
     smoothness_weight: float = typer.Option(0.1, help="Weight of the squared change between consecutive actions."),
     rest_weight: float = typer.Option(
@@ -99,6 +99,11 @@ def plan_command(
     video_format: str = typer.Option("gif", help="Video format: gif, or mp4 (needs imageio-ffmpeg)."),
     fps: float = typer.Option(10.0, help="Frames per second of the video."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    threads: int | None = typer.Option(
+        None,
+        help=r"Torch CPU threads. Pass 1 when other jobs share the cores: the planner's small batches slow "
+        r"down several times on contended threads. \[default: torch's choice, one per core]",
+    ),
 ) -> None:
     """Run one closed-loop episode from a seeded start towards a goal image and report whether it got there.
 
@@ -112,6 +117,7 @@ def plan_command(
         _check_positive(name, value)
     for name, value in (("--iterations", iterations), ("--candidates", candidates), ("--lr", lr), ("--fps", fps)):
         _check_positive(name, value)
+    _check_positive("--threads", threads)
     weights = (
         ("--every-step-weight", every_step_weight),
         ("--smoothness-weight", smoothness_weight),
@@ -133,6 +139,8 @@ def plan_command(
 
     get_spec(env)
     _check_model_folders(model, world_model)
+    check_goal_image(goal)
+    _planner_options(planner, iterations, candidates, lr)
     # Create the output folder first, so a path that cannot hold it fails before the episode runs.
     out.mkdir(parents=True, exist_ok=True)
     options = dict(
@@ -157,6 +165,10 @@ def plan_command(
         fps=fps,
         device=device,
     )
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     _run(options)
 
 
@@ -278,15 +290,16 @@ def _print_summary(result: Any, video: Path, plot: Path) -> None:
         verdict = f"[green]yes[/] ({result.success_rule})"
     else:
         verdict = f"[red]no[/] ({result.success_rule})"
-    console.print(f"success: {verdict}", highlight=False)
-    console.print(f"final latent distance: {result.final_latent_distance:.4f} (RMS, in training stds)")
+    # soft_wrap: each result stays on one line, so no expression or path is split.
+    console.print(f"success: {verdict}", highlight=False, soft_wrap=True)
+    console.print(f"final latent distance: {result.final_latent_distance:.4f} (RMS, in training stds)", soft_wrap=True)
     if result.state_errors is not None:
         errors = ", ".join(
             f"|{name} - goal| = {value:.4f}" for name, value in zip(result.state_error_names, result.state_errors[-1])
         )
-        console.print(f"final true state distance: {errors}")
-    console.print(f"planner time per action: {result.seconds_per_action * 1000:.1f} ms")
-    console.print(f"wrote {video}, {plot} and {video.parent / 'result.json'}")
+        console.print(f"final true state distance: {errors}", soft_wrap=True)
+    console.print(f"planner time per action: {result.seconds_per_action * 1000:.1f} ms", soft_wrap=True)
+    console.print(f"wrote {video}, {plot} and {video.parent / 'result.json'}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -142,6 +142,11 @@ def _to_size(image: Image.Image, size: int, path: Path, conversions: list[str]) 
     return image.resize((size, size), Image.Resampling.LANCZOS)
 
 
+def check_goal_image(path: str | Path) -> None:
+    """Raise ``InvalidInputError`` when ``path`` is missing, not a PNG or JPEG, or too large (pixels stay undecoded)."""
+    _open_checked(Path(path)).close()
+
+
 def load_goal_image(path: str | Path, size: int) -> GoalImage:
     """Read a goal image and convert it to a uint8 ``(size, size, 3)`` frame with the module's rule."""
     path = Path(path)

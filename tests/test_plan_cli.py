@@ -150,6 +150,7 @@ def test_plan_cli_budget_defaults(planner, iterations, candidates, expected):
         (["--env", "mountaincar"], "unknown environment"),
         (["--planner", "cem", "--lr", "0.1"], "gd planner only"),
         (["--video-format", "avi"], "valid formats: gif, mp4"),
+        (["--threads", "0"], "--threads must be > 0"),
     ],
 )
 def test_plan_cli_rejects_bad_options(encoder_dir, world_model_dir, goal_png, tmp_path, extra, message):
@@ -157,6 +158,7 @@ def test_plan_cli_rejects_bad_options(encoder_dir, world_model_dir, goal_png, tm
 
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
+    assert not (tmp_path / "plan").exists()
 
 
 def test_plan_cli_rejects_missing_goal(encoder_dir, world_model_dir, tmp_path):
@@ -164,6 +166,16 @@ def test_plan_cli_rejects_missing_goal(encoder_dir, world_model_dir, tmp_path):
 
     assert result.exit_code == 2
     assert "goal image not found" in " ".join(result.output.split())
+    assert not (tmp_path / "o").exists()
+
+
+def test_plan_help_shows_budget_defaults():
+    result = runner.invoke(app, ["plan", "--help"], env={"COLUMNS": "200"})
+
+    help_text = " ".join(result.output.split())
+    assert "[default: 5 for cem and mppi, 10 for gd]" in help_text
+    assert "[default: 300 for cem, 2000 for mppi, 8 for gd]" in help_text
+    assert "[default: 0.3]" in help_text
 
 
 def test_missing_models_name_the_training_commands(tmp_path):
