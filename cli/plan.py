@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import typer
 from rich.markup import escape
 
@@ -140,7 +141,7 @@ def plan_command(
     get_spec(env)
     _check_model_folders(model, world_model)
     check_goal_image(goal)
-    _planner_options(planner, iterations, candidates, lr)
+    planner_options = _planner_options(planner, iterations, candidates, lr)
     # Create the output folder first, so a path that cannot hold it fails before the episode runs.
     out.mkdir(parents=True, exist_ok=True)
     options = dict(
@@ -152,9 +153,7 @@ def plan_command(
         horizon=horizon,
         steps=steps,
         replan_every=replan_every,
-        iterations=iterations,
-        candidates=candidates,
-        lr=lr,
+        planner_options=planner_options,
         every_step_weight=every_step_weight,
         smoothness_weight=smoothness_weight,
         rest_weight=rest_weight,
@@ -166,8 +165,6 @@ def plan_command(
         device=device,
     )
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
     _run(options)
 
@@ -197,8 +194,7 @@ def _run(options: dict[str, Any]) -> None:
         smoothness=options["smoothness_weight"],
         rest=options["rest_weight"],
     )
-    planner_options = _planner_options(options["planner"], options["iterations"], options["candidates"], options["lr"])
-    planner_options["seed"] = options["seed"]
+    planner_options = {**options["planner_options"], "seed": options["seed"]}
 
     with make(env_name, size=size, time_limit=None) as environment:
         if goal.state_names is not None and tuple(goal.state_names) != tuple(environment.state_names):
