@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small batches run best on 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first task")
     parser.add_argument(
-        "--goal-range", type=float, default=GOAL_RANGE_M, help="goal cart positions are drawn in +-this (m)"
+        "--goal-range", type=float, default=GOAL_RANGE_M, help="R: goal cart positions are drawn in [-R, R] m"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_planning.json"), help="JSON file of the results")
     parser.add_argument(
@@ -302,8 +302,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.processor() or platform.machine()}, torch {torch.__version__}\n")  # fmt: skip
     print_table(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"quick": args.quick, "steps": steps, "horizon": horizon, "budgets": budgets, "rows": rows}
-    record.update(goal_range=args.goal_range)
+    record = {"quick": args.quick, "steps": steps, "horizon": horizon, "goal_range": args.goal_range}
+    record.update(budgets=budgets, rows=rows)
     record.update(cost=dataclasses.asdict(cost), correction=args.correction)
     record.update(successes_per_task=per_task, final_errors_per_task=final_errors)
     args.out.write_text(json.dumps(record, indent=2) + "\n")

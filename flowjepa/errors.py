@@ -21,8 +21,8 @@ class TrainingDivergedError(RuntimeError):
 def reject_unknown_fields(names: Iterable[str], config_class: type, where: str) -> None:
     """Raise :class:`InvalidInputError` when ``names`` contains a name that is not a field of ``config_class``.
 
-    ``where`` says where the names came from, for example ``"config.json"``;
-    the message lists the unknown names and every valid one.
+    ``where`` names the source of ``names``, for example ``"config.json"``.
+    The message lists the unknown names and every valid one.
     """
     known = [field.name for field in dataclasses.fields(config_class)]
     unknown = sorted(set(names) - set(known))

@@ -63,7 +63,7 @@ def goal_cost(predicted: Tensor, goal: Tensor, unit_actions: Tensor, weights: Co
 
 
 def _weighted_mean_square(difference: Tensor, latent_weights: tuple[float, ...]) -> Tensor:
-    """Return the mean over the last dimension of ``difference ** 2``, each dimension weighted; drops that dimension."""
+    """Return the weighted mean of ``difference ** 2`` over the last dimension, which the result drops."""
     squared = difference.pow(2)
     if latent_weights:
         if len(latent_weights) != squared.shape[-1]:

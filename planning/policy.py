@@ -46,7 +46,7 @@ class PlannerPolicyConfig:
     every_step_weight: float = 1.0
     smoothness_weight: float = 0.1
     rest_weight: float = 0.0
-    """Weight of the cost's rest term (:class:`planning.cost.CostWeights`); 0, as in the shipped collections."""
+    """Weight of the cost's rest term (:class:`planning.cost.CostWeights`). It is 0 in the shipped collections."""
     correction: float = 0.1
     goal_range: float | None = None
     """Goal cart positions are drawn in +-goal_range m; None uses the env's ``target_range``."""

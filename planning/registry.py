@@ -46,7 +46,7 @@ def make_planner(name: str, **options: Any) -> Planner:
 
 
 def budget_options(name: str, samples: int | None = None, iterations: int | None = None) -> dict[str, Any]:
-    """Return the options of planner ``name`` that set its search budget; None leaves the planner's default.
+    """Return the options of planner ``name`` that set its search budget. None keeps the planner's default.
 
     ``samples`` is the number of action sequences per iteration: gd's parallel
     ``candidates``, or the ``population`` of cem and mppi.

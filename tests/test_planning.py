@@ -268,7 +268,7 @@ def test_rest_term_last_step_change():
 
     extra = goal_cost(predicted, goal, unit_actions, resting) - goal_cost(predicted, goal, unit_actions, plain)
 
-    # Candidate 0 moves by (2, 2) over its last step; candidate 1 stays at the goal.
+    # Candidate 0 moves by (2, 2) over its last step. Candidate 1 stays at the goal.
     assert extra.tolist() == pytest.approx([2.0 * (3 * 4.0 + 0.5 * 4.0) / 2, 0.0])
     with pytest.raises(InvalidInputError, match="cost weight rest must be a number >= 0, got -1"):
         CostWeights(rest=-1)

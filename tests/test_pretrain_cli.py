@@ -109,7 +109,7 @@ def test_empty_data_root_names_layout(tmp_path):
     assert "class folders" in " ".join(result.output.split())
 
 
-def test_config_file_with_unknown_field_exits_2(tmp_path):
+def test_config_file_unknown_field(tmp_path):
     config = tmp_path / "pretrain.json"
     config.write_text(json.dumps({"steps": 2, "batchsize": 8}))
 
